@@ -1,0 +1,3 @@
+from fixstream.cli import main
+
+main()

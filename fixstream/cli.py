@@ -1,0 +1,307 @@
+"""The ``fixstream`` command: settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import time
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from fixstream.artifacts import ArtifactStore
+from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker
+from fixstream.config import Settings
+from fixstream.kafka import producer, publish, reader
+from fixstream.reports import report_from_file, report_from_flags
+from fixstream.schemas import EVENTS
+from fixstream.schemas.compat import (
+    SNAPSHOT_PATH,
+    compatibility_report,
+    load_snapshot,
+    write_snapshot,
+)
+from fixstream.schemas.export import to_avro, to_jsonschema
+from fixstream.topics import apply_topics, load_catalog
+from fixstream.watch import Board
+
+cli = typer.Typer(no_args_is_help=True, help="Bug reports in, validated fixes out.")
+topics_cli = typer.Typer(no_args_is_help=True, help="Topics from topics.yaml.")
+schemas_cli = typer.Typer(no_args_is_help=True, help="Event schemas.")
+cli.add_typer(topics_cli, name="topics")
+cli.add_typer(schemas_cli, name="schemas")
+console = Console()
+
+
+class State:
+    settings: Settings = Settings()
+
+
+@cli.callback()
+def _settings(
+    broker: Annotated[
+        str | None, typer.Option(help="Bootstrap servers (default: $FIXSTREAM_BROKER).")
+    ] = None,
+) -> None:
+    overrides = {"broker": broker} if broker else {}
+    State.settings = Settings(**overrides)
+
+
+def _settings_with_broker() -> Settings:
+    settings = State.settings
+    if not settings.broker:
+        console.print("[red]no broker: pass --broker or set FIXSTREAM_BROKER (or use `up`)")
+        raise typer.Exit(2)
+    return settings
+
+
+@cli.command()
+def broker(port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0) -> None:
+    """Run the embedded Kafka-protocol broker (tansu, in memory) until Ctrl-C."""
+    embedded = EmbeddedBroker(port=port or None)
+    asyncio.run(embedded.start())
+    console.print(f"embedded broker (tansu {embedded.version}, in memory) at {embedded.bootstrap}")
+    console.print(f"export FIXSTREAM_BROKER={embedded.bootstrap}")
+    try:
+        assert embedded.process is not None
+        embedded.process.wait()
+    except KeyboardInterrupt:
+        console.print("stopping broker")
+    finally:
+        embedded.stop()
+
+
+@topics_cli.command("apply")
+def topics_apply() -> None:
+    """Create missing topics and report drift (partitions or configs that differ)."""
+    settings = _settings_with_broker()
+    catalog = load_catalog(settings.topics_file, settings.partitions)
+    report = asyncio.run(
+        apply_topics(catalog, settings.bootstrap(), settings.kafka_client_options())
+    )
+    for name in report.created:
+        console.print(f"created  {name}")
+    for d in report.drift:
+        console.print(f"[yellow]drift    {d.topic}: {d.setting} wanted {d.wanted}, is {d.actual}")
+    drifted = len({d.topic for d in report.drift})
+    console.print(
+        f"{len(report.created)} created, {len(report.unchanged)} unchanged, {drifted} drifted"
+    )
+    if report.drift:
+        raise typer.Exit(1)
+
+
+@schemas_cli.command("export")
+def schemas_export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonschema or avro")] = "jsonschema",
+    out: Annotated[Path | None, typer.Option(help="Directory; default prints to stdout.")] = None,
+) -> None:
+    """Write every event schema as JSON Schema or Avro."""
+    exporters = {"jsonschema": to_jsonschema, "avro": to_avro}
+    if fmt not in exporters:
+        raise typer.BadParameter(f"unknown format {fmt!r}; known: {', '.join(exporters)}")
+    suffix = {"jsonschema": "schema.json", "avro": "avsc"}[fmt]
+    schemas = {name: exporters[fmt](model) for name, model in EVENTS.items()}
+    if out is None:
+        typer.echo(orjson.dumps(schemas, option=orjson.OPT_INDENT_2).decode())
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas.items():
+        (out / f"{name}.{suffix}").write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2))
+    console.print(f"wrote {len(schemas)} {fmt} schemas to {out}")
+
+
+@schemas_cli.command("check")
+def schemas_check(
+    update: Annotated[
+        bool, typer.Option(help="Record the current schemas as the snapshot.")
+    ] = False,
+) -> None:
+    """Fail on backward-incompatible changes against the committed snapshot."""
+    if update and not SNAPSHOT_PATH.exists():
+        write_snapshot(EVENTS)
+    problems = compatibility_report(EVENTS, load_snapshot())
+    for problem in problems:
+        console.print(f"[red]{problem}")
+    if problems:
+        raise typer.Exit(1)
+    if update:
+        write_snapshot(EVENTS)
+        console.print("snapshot updated")
+    else:
+        console.print(f"{len(EVENTS)} schemas backward compatible with the snapshot")
+
+
+@cli.command()
+def submit(
+    file: Annotated[Path | None, typer.Argument(help="A bug report as JSON.")] = None,
+    repo: Annotated[Path | None, typer.Option(help="Repository path.")] = None,
+    title: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str, typer.Option()] = "",
+    log: Annotated[list[Path] | None, typer.Option(help="A log file (repeatable).")] = None,
+    test_command: Annotated[str | None, typer.Option(help="e.g. 'python -m pytest -q'")] = None,
+    bug_id: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Publish a bug report to bugs.reported, from a JSON file or from flags."""
+    settings = _settings_with_broker()
+    if file is not None:
+        report = report_from_file(file, bug_id)
+    elif repo is not None and title is not None:
+        report = report_from_flags(
+            repo=repo,
+            title=title,
+            description=description,
+            logs=log or [],
+            test_command=shlex.split(test_command) if test_command else None,
+            store=ArtifactStore(settings.artifact_dir),
+            inline_limit=settings.inline_artifact_bytes,
+            bug_id=bug_id,
+        )
+    else:
+        raise typer.BadParameter("give a JSON file, or --repo and --title")
+
+    async def send() -> None:
+        async with producer(settings) as client:
+            await publish(client, "bugs.reported", report.bug_id, report)
+
+    asyncio.run(send())
+    typer.echo(report.bug_id)
+
+
+async def follow(
+    settings: Settings,
+    bug_ids: set[str] | None,
+    until_stage: str | None,
+    timeout: float,
+    live: bool = True,
+) -> Board:
+    """Show progress until every bug in ``bug_ids`` ended (or passed ``until_stage``)."""
+    board = Board()
+    deadline = time.monotonic() + timeout
+    topics = ["bugs.status", "fixes", "bugs.dlq"]
+    async with reader(settings, topics) as consumer:
+        with Live(board.table(), console=console, auto_refresh=False, transient=not live) as view:
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for r in records:
+                        board.apply(r.topic, r.key, r.value, list(r.headers))
+                view.update(board.table(), refresh=True)
+                if bug_ids and board.all_reached(bug_ids, until_stage):
+                    break
+    return board
+
+
+@cli.command()
+def watch(
+    bug: Annotated[list[str] | None, typer.Option(help="Stop when these bugs end.")] = None,
+    until_stage: Annotated[str | None, typer.Option(help="...or passed this stage.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds.")] = 3600.0,
+) -> None:
+    """Follow status and fix events live."""
+    settings = _settings_with_broker()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(follow(settings, set(bug or []) or None, until_stage, timeout))
+
+
+@cli.command()
+def worker(loglevel: str = "info") -> None:
+    """Run a stream worker (all stages); start more to scale out."""
+    from fixstream.worker import run_worker
+
+    run_worker(_settings_with_broker(), loglevel)
+
+
+@cli.command()
+def up(loglevel: str = "info") -> None:
+    """Run a worker, starting the embedded broker first when no broker is configured."""
+    from fixstream.worker import run_worker
+
+    settings = State.settings
+    embedded = None
+    if not settings.broker:
+        embedded = EmbeddedBroker()
+        asyncio.run(embedded.start())
+        settings = settings.model_copy(
+            update={
+                "broker": embedded.bootstrap,
+                "broker_session_timeout": EMBEDDED_SESSION_TIMEOUT,
+            }
+        )
+        console.print(
+            f"embedded broker at {embedded.bootstrap}: export FIXSTREAM_BROKER={embedded.bootstrap}"
+        )
+    catalog = load_catalog(settings.topics_file, settings.partitions)
+    asyncio.run(apply_topics(catalog, settings.bootstrap(), settings.kafka_client_options()))
+    try:
+        run_worker(settings, loglevel)
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+def _fault_rates(text: str) -> dict[str, float]:
+    """``kind=rate,kind=rate`` into a mapping (kinds: error_5xx, hang, malformed, ...)."""
+    rates: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, rate = part.partition("=")
+        rates[kind.strip()] = float(rate)
+    return rates
+
+
+@cli.command()
+def sim(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    time_scale: Annotated[float, typer.Option(help="0.01 runs 100x faster, same ratios.")] = 1.0,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per (scaled) minute.")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per (scaled) minute.")] = None,
+    faults: Annotated[
+        str, typer.Option(help="e.g. error_5xx=0.1,hang=0.05,malformed=0.1,rate_limit=0.05")
+    ] = "",
+    hang_seconds: float = 30.0,
+    scenario: Annotated[list[Path] | None, typer.Option(help="Scenario file (repeatable).")] = None,
+    config: Annotated[Path | None, typer.Option(help="A SimulatorConfig YAML/JSON file.")] = None,
+    seed: int = 0,
+) -> None:
+    """Run the LLM SIMULATOR: an OpenAI-compatible server with the talk's latency model."""
+    import logging
+
+    from fixstream.llm.simulator import FaultRates, SimulatorConfig, serve_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    base = SimulatorConfig.from_file(config) if config else SimulatorConfig()
+    overrides: dict[str, object] = {
+        "time_scale": time_scale,
+        "hang_seconds": hang_seconds,
+        "seed": seed,
+        "scenario_paths": [*base.scenario_paths, *(scenario or [])],
+    }
+    if tpm is not None:
+        overrides["tpm"] = tpm
+    if rpm is not None:
+        overrides["rpm"] = rpm
+    if faults:
+        overrides["faults"] = FaultRates(**_fault_rates(faults))
+    settings = SimulatorConfig.model_validate({**base.model_dump(), **overrides})
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(settings, host, port))
+
+
+@cli.command()
+def demo(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every example.")] = 300.0,
+) -> None:
+    """Start everything embedded, submit the bundled examples, show them go through."""
+    from fixstream.demo import run_demo
+
+    raise typer.Exit(run_demo(State.settings, console, timeout))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,110 @@
+"""Settings, read once from the environment (``FIXSTREAM_*``) and flags, then passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of a worker. Real Kafka needs nothing but ``broker`` (and security)."""
+
+    model_config = SettingsConfigDict(env_prefix="FIXSTREAM_", frozen=True, extra="ignore")
+
+    broker: str | None = None
+    """Bootstrap servers, e.g. ``localhost:9092``. None: ``up``/``demo`` start the embedded one."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    """PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (passed through to every Kafka client)."""
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    broker_session_timeout: float = 60.0
+    """Seconds. The first group join waits about half of it: the embedded broker runs with 6."""
+
+    app_id: str = "fixstream"
+    topics_file: Path = REPO_ROOT / "topics.yaml"
+    partitions: int | None = None
+    """Override every topic's partition count from topics.yaml (None keeps the file's)."""
+    store: str = "memory://"
+    """Faust table store."""
+    agent_concurrency: int = Field(default=1, ge=1)
+    """In-flight messages per agent; >1 risks committing past a slow message (faust #606)."""
+    web_enabled: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = REPO_ROOT / "var"
+    """Faust state, artifacts and repository checkouts live under here."""
+
+    max_message_bytes: int = 1_048_576
+    """Larger messages are refused to the dead-letter topic."""
+    inline_artifact_bytes: int = 16_384
+    """Inline artifacts above this move to the artifact store (claim check)."""
+    chunk_token_budget: int = Field(default=800, ge=50)
+    max_log_tokens: int = Field(default=4000, ge=100)
+    max_candidate_files: int = Field(default=12, ge=1)
+    max_chunks: int = Field(default=64, ge=1)
+
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("FIXSTREAM_LLM_BASE_URL", "OPENAI_BASE_URL")
+    )
+    """Any OpenAI-compatible endpoint; unset with OPENAI_API_KEY set means OpenAI itself."""
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("FIXSTREAM_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_models: dict[str, str] = Field(
+        default_factory=lambda: {
+            "default": "gpt-4.1",
+            "summary": "gpt-4.1-mini",
+            "root_cause": "gpt-4.1-mini",
+        }
+    )
+    """Model per purpose: cheap models for non-critical work (JSON in the environment)."""
+    llm_timeout: float = 60.0
+    """Seconds one attempt may take before it counts as a hang and is retried."""
+    llm_max_attempts: int = Field(default=6, ge=1)
+    llm_max_reasks: int = Field(default=2, ge=0)
+    llm_max_concurrency: int = Field(default=64, ge=1)
+    llm_tpm: int | None = None
+    llm_rpm: int | None = None
+    llm_rate_window_seconds: float = Field(default=60.0, gt=0)
+    llm_rate_window_pad: float = Field(default=0.05, ge=0)
+    """The gateway's window is this much longer than the server's, for request transit."""
+    """The TPM/RPM window; shorter windows match a time-scaled simulator."""
+    redis_url: str | None = None
+    """Shared TPM/RPM budgets (and caches) across workers; in-process when unset."""
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def checkout_dir(self) -> Path:
+        return self.data_dir / "checkouts"
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Security options in aiokafka's spelling, for producers, consumers and admin."""
+        opts: dict[str, object] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            opts["sasl_mechanism"] = self.sasl_mechanism
+            opts["sasl_plain_username"] = self.sasl_username
+            opts["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            opts["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+        return opts
+
+    def bootstrap(self) -> str:
+        if not self.broker:
+            raise ValueError("no broker configured: set FIXSTREAM_BROKER or use `fixstream up`")
+        return self.broker.removeprefix("kafka://")

@@ -1,0 +1,59 @@
+"""Plain aiokafka clients for the CLI and tests (the workers use Faust's)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from fixstream.config import Settings
+from fixstream.schemas import Event
+
+
+@asynccontextmanager
+async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    client = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap(),
+        max_request_size=4 * settings.max_message_bytes,
+        **settings.kafka_client_options(),
+    )
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+async def publish(client: AIOKafkaProducer, topic: str, key: str, event: Event) -> None:
+    await client.send_and_wait(topic, event.to_bytes(), key=key.encode())
+
+
+@asynccontextmanager
+async def reader(
+    settings: Settings, topics: Iterable[str], *, from_beginning: bool = True
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A group-less consumer assigned every partition of ``topics`` (an observer, not a worker)."""
+    client = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap(),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        **settings.kafka_client_options(),
+    )
+    await client.start()
+    try:
+        partitions = []
+        for topic in topics:
+            ids = client.partitions_for_topic(topic)
+            if ids is None:
+                await client._client.force_metadata_update()
+                ids = client.partitions_for_topic(topic) or set()
+            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+        client.assign(partitions)
+        if from_beginning:
+            await client.seek_to_beginning(*partitions)
+        else:
+            await client.seek_to_end(*partitions)
+        yield client
+    finally:
+        await client.stop()

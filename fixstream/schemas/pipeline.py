@@ -1,0 +1,155 @@
+"""Hand-offs of the later stages (reproduce, root cause, fix, validate) and the fix event."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from fixstream.schemas.analysis import AnalyzedBug, ChunkRef
+from fixstream.schemas.base import Event, Part, StageMeta
+
+
+class TestRun(Part):
+    """One sandboxed test run: what ran, how it ended, and its (truncated) output."""
+
+    __test__ = False  # not a pytest class
+
+    command: list[str]
+    exit_code: int | None
+    timed_out: bool = False
+    duration_ms: float = 0.0
+    passed: list[str] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list)
+    output: str = ""
+
+
+class Reproduction(Part):
+    reproduced: bool
+    test_path: str | None = None
+    test_code: str | None = None
+    run: TestRun | None = None
+    reason: str = ""
+
+
+class ReproducedBug(Event):
+    bug_id: str
+    meta: StageMeta
+    analyzed: AnalyzedBug
+    reproduction: Reproduction
+
+
+class Suspect(Part):
+    chunk: ChunkRef
+    score: float = Field(ge=0.0, le=1.0)
+    why: str = ""
+
+
+class RootCausedBug(Event):
+    bug_id: str
+    meta: StageMeta
+    reproduced: ReproducedBug
+    suspects: list[Suspect] = Field(default_factory=list)
+    root_cause: str = ""
+
+
+class Edit(Part):
+    """A search/replace edit on one file: the format the LLM answers in."""
+
+    path: str
+    search: str
+    replace: str
+
+
+class CandidatePatch(Part):
+    candidate_id: str
+    edits: list[Edit]
+    diff: str = ""
+
+
+class PatchedBug(Event):
+    bug_id: str
+    meta: StageMeta
+    rootcaused: RootCausedBug
+    candidates: list[CandidatePatch] = Field(default_factory=list)
+    feedback: str = ""
+
+
+FixStatus = Literal["fixed", "not_reproduced_patched", "unverified", "failed"]
+
+
+class StageCost(Part):
+    stage: str
+    elapsed_ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+class FixEvent(Event):
+    """Exactly one per bug: what downstream systems consume."""
+
+    bug_id: str
+    meta: StageMeta
+    status: FixStatus
+    reason: str = ""
+    patch: str = ""
+    test_code: str | None = None
+    test_runs: list[TestRun] = Field(default_factory=list)
+    stages: list[StageCost] = Field(default_factory=list)
+
+
+class ChunkTask(Event):
+    """One LLM call of a scatter: keyed by chunk id so one bug's chunks spread over partitions."""
+
+    task_id: str
+    bug_id: str
+    stage: str
+    chunk: ChunkRef
+    fan_out: int = Field(ge=1)
+    attempt: int = 0
+    prompt: str = ""
+
+
+class ChunkResult(Event):
+    """One gathered answer, keyed by bug id so a bug's results meet in one partition."""
+
+    task_id: str
+    bug_id: str
+    stage: str
+    chunk_id: str
+    fan_out: int = Field(ge=1)
+    ok: bool
+    output: dict[str, object] = Field(default_factory=dict)
+    error: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    worker: str = ""
+
+
+class BugSummary(Event):
+    """The progressive summary (compacted topic, key = bug id): each stage reads, then rewrites."""
+
+    bug_id: str
+    stage: str
+    revision: int = Field(ge=0)
+    text: str
+    tokens: int = Field(ge=0)
+
+
+StatusState = Literal["started", "done", "failed", "dead_lettered", "progress"]
+
+
+class StatusEvent(Event):
+    """Progress as it happens: what ``fixstream watch`` shows."""
+
+    bug_id: str
+    stage: str
+    state: StatusState
+    message: str = ""
+    elapsed_ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    worker: str = ""

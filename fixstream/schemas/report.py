@@ -1,0 +1,73 @@
+"""The bug report as producers send it to ``bugs.reported``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from fixstream.schemas.base import Event, Part, utcnow
+
+ArtifactKind = Literal["log", "screenshot", "file", "other"]
+
+
+class Artifact(Part):
+    """A log, screenshot or file attached to a report.
+
+    Small text travels inline in ``content``; anything big travels by claim check
+    (``uri`` + ``sha256``) so Kafka messages stay small.
+    """
+
+    name: str = Field(min_length=1, max_length=512)
+    kind: ArtifactKind = "log"
+    media_type: str = "text/plain"
+    content: str | None = None
+    uri: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    size: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _inline_or_claim_check(self) -> Artifact:
+        if (self.content is None) == (self.uri is None):
+            raise ValueError("an artifact has either inline content or a uri, not both or neither")
+        if self.uri is not None and self.sha256 is None:
+            raise ValueError("an artifact stored by uri needs its sha256")
+        return self
+
+
+class RepoRef(Part):
+    """The repository to fix: a local path, or a git URL plus a commit."""
+
+    path: str | None = None
+    url: str | None = None
+    commit: str | None = None
+    test_command: list[str] = Field(
+        default_factory=lambda: ["python", "-m", "pytest", "-q"], min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _path_or_url(self) -> RepoRef:
+        if not (self.path or self.url):
+            raise ValueError("a repository needs a local path or a git url")
+        return self
+
+
+class Comment(Part):
+    author: str = "unknown"
+    body: str
+    created_at: datetime | None = None
+
+
+class BugReport(Event):
+    """A bug as reported by a tracker, CI or an error monitor."""
+
+    bug_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@/-]+$")
+    source: str = "unknown"
+    title: str = Field(min_length=1, max_length=1000)
+    description: str = ""
+    comments: list[Comment] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    repo: RepoRef
+    labels: list[str] = Field(default_factory=list)
+    reported_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,124 @@
+"""Stage 1, analysis: parse the report, find the suspect files, cut them into chunks.
+
+A regular program, no tokens spent: stack traces, file:line references, exception types,
+deduplicated and truncated logs, then candidate files ranked and chunked on definition
+boundaries under a token budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fixstream.analysis.chunks import chunk_id, chunk_source
+from fixstream.analysis.locate import locate_files
+from fixstream.analysis.logs import ParsedLog, identifiers, parse_log
+from fixstream.artifacts import ArtifactStore
+from fixstream.repos import resolve_repo
+from fixstream.schemas import (
+    AnalyzedBug,
+    BugReport,
+    CandidateFile,
+    ChunkRef,
+    Evidence,
+    StackFrame,
+    StageMeta,
+)
+from fixstream.tokens import count_tokens
+
+STAGE = "analysis"
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisConfig:
+    store: ArtifactStore
+    checkout_dir: Path
+    chunk_budget: int = 800
+    max_log_tokens: int = 4000
+    max_files: int = 12
+    max_chunks: int = 64
+    inline_limit: int = 16_384
+
+
+def _merge(parsed: list[ParsedLog]) -> ParsedLog:
+    """One evidence set from several logs, keeping first-seen order and dropping repeats."""
+
+    def unique(items):  # type: ignore[no-untyped-def]
+        return tuple(dict.fromkeys(items))
+
+    return ParsedLog(
+        frames=unique(f for p in parsed for f in p.frames),
+        exception_types=unique(t for p in parsed for t in p.exception_types),
+        messages=unique(m for p in parsed for m in p.messages),
+        file_refs=unique(r for p in parsed for r in p.file_refs),
+        text="\n".join(p.text for p in parsed if p.text),
+    )
+
+
+def _analyse_files(
+    report: BugReport, repo_dir: Path, logs: list[str], cfg: AnalysisConfig
+) -> tuple[Evidence, list[CandidateFile], list[ChunkRef]]:
+    """The CPU- and file-bound part, run in a thread so the event loop stays free."""
+    prose = "\n".join([report.title, report.description, *(c.body for c in report.comments)])
+    parsed_logs = [parse_log(text, max_tokens=cfg.max_log_tokens) for text in logs]
+    merged = _merge([*parsed_logs, parse_log(prose, max_tokens=cfg.max_log_tokens)])
+    excerpt = "\n".join(p.text for p in parsed_logs)
+    located = locate_files(repo_dir, merged, prose, limit=cfg.max_files)
+    chunks: list[ChunkRef] = []
+    for found in located:
+        if len(chunks) >= cfg.max_chunks:
+            break
+        source = (repo_dir / found.path).read_text(errors="replace")
+        for piece in chunk_source(found.path, source, budget=cfg.chunk_budget):
+            chunks.append(
+                ChunkRef(
+                    chunk_id=chunk_id(report.bug_id, piece.path, piece.start_line, piece.end_line),
+                    path=piece.path,
+                    start_line=piece.start_line,
+                    end_line=piece.end_line,
+                    tokens=piece.tokens,
+                    symbol=piece.symbol,
+                )
+            )
+    evidence = Evidence(
+        exception_types=list(merged.exception_types),
+        messages=list(merged.messages),
+        frames=[
+            StackFrame(path=f.path, line=f.line, function=f.function, language=f.language)
+            for f in merged.frames
+        ],
+        file_refs=list(merged.file_refs),
+        identifiers=identifiers(prose)[:50],
+        log_excerpt=excerpt,
+        log_tokens=count_tokens(excerpt),
+    )
+    candidates = [
+        CandidateFile(path=f.path, reason=f.reason, score=f.score, lines=list(f.lines))
+        for f in located
+    ]
+    return evidence, candidates, chunks[: cfg.max_chunks]
+
+
+async def analyse(report: BugReport, cfg: AnalysisConfig) -> AnalyzedBug:
+    """The analysed bug, with large inline artifacts moved to the store (claim check)."""
+    started = time.perf_counter()
+    repo_dir = await resolve_repo(report.repo, cfg.checkout_dir)
+    artifacts = [
+        await asyncio.to_thread(cfg.store.claim_check, a, cfg.inline_limit)
+        for a in report.artifacts
+    ]
+    logs = [await cfg.store.text_of(a) for a in artifacts if a.kind == "log"]
+    evidence, candidates, chunks = await asyncio.to_thread(
+        _analyse_files, report, repo_dir, logs, cfg
+    )
+    return AnalyzedBug(
+        bug_id=report.bug_id,
+        meta=StageMeta(stage=STAGE, elapsed_ms=(time.perf_counter() - started) * 1000),
+        report=report.model_copy(update={"artifacts": artifacts}),
+        repo_dir=str(repo_dir),
+        evidence=evidence,
+        candidates=candidates,
+        chunks=chunks,
+    )

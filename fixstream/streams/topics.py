@@ -1,0 +1,81 @@
+"""Faust topics declared from topics.yaml, each decoding straight to a pydantic event."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import faust
+
+from fixstream.codec import codec_name
+from fixstream.schemas import event_type
+from fixstream.streams.deadletters import DeadLetters
+from fixstream.topics import Catalog, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetteringTopic(faust.Topic):
+    """A topic whose undecodable messages go to the dead-letter topic.
+
+    Faust's default acks the message and throws into the agent, which stops it silently
+    (faust #175); here the agent never sees the message and keeps running.
+    """
+
+    def __init__(self, *args: Any, dead_letters: DeadLetters | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.dead_letters = dead_letters
+
+    def _clone_args(self) -> dict[str, Any]:
+        # agents consume a clone of their topic: the dead-letter sink must come along
+        return {**super()._clone_args(), "dead_letters": self.dead_letters}
+
+    async def on_key_decode_error(self, exc: Exception, message: Any) -> None:
+        await self._dead_letter(exc, message)
+
+    async def on_value_decode_error(self, exc: Exception, message: Any) -> None:
+        await self._dead_letter(exc, message)
+
+    async def _dead_letter(self, exc: Exception, message: Any) -> None:
+        try:
+            assert self.dead_letters is not None, "dead letters are wired in create_app"
+            await self.dead_letters.send(message, exc, stage=f"decode:{message.topic}")
+        except BaseException:
+            # Faust has already acked this message. Exit without committing, so the broker
+            # redelivers it to the next worker instead of it being lost.
+            log.critical("could not dead-letter %s: exiting uncommitted", message, exc_info=True)
+            os._exit(70)
+
+
+class Topics:
+    """Every Faust topic of the app, by topics.yaml name."""
+
+    def __init__(self, app: faust.App, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.by_name: dict[str, faust.TopicT] = {
+            spec.name: self._declare(app, spec) for spec in catalog
+        }
+
+    @staticmethod
+    def _declare(app: faust.App, spec: TopicSpec) -> faust.TopicT:
+        raw = spec.value == "raw"
+        return DeadLetteringTopic(
+            app,
+            topics=[spec.name],
+            partitions=spec.partitions,
+            replicas=spec.replication_factor,
+            compacting="compact" in spec.cleanup_policy,
+            key_type=bytes if raw else str,
+            key_serializer="raw",
+            value_serializer="raw" if raw else codec_name(event_type(spec.value)),
+            allow_empty=raw,
+        )
+
+    def __getitem__(self, name: str) -> faust.TopicT:
+        self.catalog[name]  # raises a helpful error for unknown names
+        return self.by_name[name]
+
+    def wire_dead_letters(self, dead_letters: DeadLetters) -> None:
+        for topic in self.by_name.values():
+            topic.dead_letters = dead_letters  # type: ignore[attr-defined]

@@ -1,0 +1,213 @@
+"""Shared fixtures: a real embedded broker, real worker processes, settings pointing at them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker, free_port
+from fixstream.config import Settings
+from fixstream.topics import apply_topics, load_catalog
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_MARK = "fixstream worker ready"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory) -> Iterator[EmbeddedBroker]:
+    """One in-memory broker per test module, with every topic of topics.yaml created."""
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    embedded = EmbeddedBroker(log=log)
+    asyncio.run(embedded.start())
+    catalog = load_catalog(Settings().topics_file, partitions=4)
+    asyncio.run(apply_topics(catalog, embedded.bootstrap))
+    yield embedded
+    embedded.stop()
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIXSTREAM_")}
+    env.update(
+        FIXSTREAM_BROKER=settings.broker or "",
+        FIXSTREAM_APP_ID=settings.app_id,
+        FIXSTREAM_PARTITIONS=str(settings.partitions),
+        FIXSTREAM_BROKER_SESSION_TIMEOUT=str(settings.broker_session_timeout),
+        FIXSTREAM_DATA_DIR=str(settings.data_dir),
+        FIXSTREAM_MAX_MESSAGE_BYTES=str(settings.max_message_bytes),
+        FIXSTREAM_WEB_PORT=str(free_port()),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+class WorkerProcess:
+    """``fixstream worker`` as a real subprocess, its log in a file."""
+
+    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fixstream", "worker"],
+            env=worker_env(settings, **env),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while READY_MARK not in self.output():
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker not ready in {timeout}s:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker, tmp_path: Path, request) -> Settings:
+    """Settings for one test: its own consumer group and data directory."""
+    return Settings(
+        broker=broker.bootstrap,
+        app_id=f"fixstream-test-{request.node.name[:40]}-{os.getpid()}".replace("[", "-")
+        .replace("]", "")
+        .replace(" ", ""),
+        partitions=4,
+        broker_session_timeout=EMBEDDED_SESSION_TIMEOUT,
+        data_dir=tmp_path / "var",
+        max_message_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path):
+    """Start worker processes for this test; all are stopped at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "worker", *, ready: bool = True, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"{name}.log", **env)
+        started.append(worker)
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+async def read_until(
+    settings: Settings,
+    topic: str,
+    done,
+    timeout: float = 60.0,
+) -> list:
+    """Records of ``topic`` from the beginning until ``done(records)`` holds (or time runs out)."""
+    from fixstream.kafka import reader
+
+    records: list = []
+    deadline = time.monotonic() + timeout
+    async with reader(settings, [topic]) as consumer:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+            if done(records):
+                return records
+    raise AssertionError(f"{topic}: condition not met in {timeout}s; saw {len(records)} records")
+
+
+def make_repo(root: Path) -> tuple[Path, str]:
+    """A small real repository with a real bug, and the real traceback it raises."""
+    pkg = root / "repo" / "shop"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "pricing.py").write_text(
+        '"""Prices."""\n\n\nTAX = 0.2\n\n\n'
+        "def unit_price(total, quantity):\n"
+        '    """Price of one item."""\n'
+        "    return total / quantity\n\n\n"
+        "def with_tax(price):\n"
+        "    return price * (1 + TAX)\n"
+    )
+    (pkg / "cart.py").write_text(
+        "from shop.pricing import unit_price, with_tax\n\n\n"
+        "class Cart:\n"
+        "    def __init__(self):\n"
+        "        self.items = []\n\n"
+        "    def add(self, total, quantity):\n"
+        "        self.items.append((total, quantity))\n\n"
+        "    def prices(self):\n"
+        "        return [with_tax(unit_price(t, q)) for t, q in self.items]\n"
+    )
+    (pkg / "unrelated.py").write_text("def hello():\n    return 'hi'\n")
+    script = "from shop.cart import Cart\nc = Cart()\nc.add(10, 0)\nc.prices()\n"
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=root / "repo", capture_output=True, text=True
+    )
+    assert "ZeroDivisionError" in run.stderr
+    return root / "repo", run.stderr
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A real redis-server on a free loopback port (Debian's package; .ci/run installs it)."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run .ci/run or `apt-get install redis-server`")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    import socket
+
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(10)
