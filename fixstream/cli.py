@@ -35,6 +35,8 @@ topics_cli = typer.Typer(no_args_is_help=True, help="Topics from topics.yaml.")
 schemas_cli = typer.Typer(no_args_is_help=True, help="Event schemas.")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(schemas_cli, name="schemas")
+bench_cli = typer.Typer(no_args_is_help=True, help="Benchmarks against the simulator.")
+cli.add_typer(bench_cli, name="bench")
 console = Console()
 
 
@@ -291,6 +293,57 @@ def sim(
     settings = SimulatorConfig.model_validate({**base.model_dump(), **overrides})
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(settings, host, port))
+
+
+@bench_cli.command("gateway")
+def bench_gateway(
+    levels: Annotated[str, typer.Option(help="Concurrency levels.")] = "1,4,16,64",
+    calls_per_slot: Annotated[int, typer.Option(help="Calls per concurrent slot.")] = 4,
+    model: str = "gpt-4.1",
+    time_scale: Annotated[float, typer.Option(help="Simulator time scale.")] = 0.1,
+    max_tokens: Annotated[int, typer.Option(help="Output tokens per call.")] = 200,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+) -> None:
+    """Output tokens/s at each concurrency, and the gateway's own overhead per call."""
+    from rich.table import Table
+
+    from fixstream.bench.gateway import run_gateway_bench
+
+    results = run_gateway_bench(
+        [int(x) for x in levels.split(",")], calls_per_slot, model, time_scale, max_tokens
+    )
+    table = Table(title=f"gateway vs simulator ({model}, time scale {time_scale})")
+    for column in (
+        "concurrent",
+        "calls",
+        "wall s",
+        "out tok/s",
+        "tok/s unscaled",
+        "speedup",
+        "overhead p50 ms",
+        "overhead p99 ms",
+    ):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            str(r.concurrency),
+            str(r.calls),
+            f"{r.wall_s:.2f}",
+            f"{r.output_tps:.0f}",
+            f"{r.output_tps_unscaled:.1f}",
+            f"{r.speedup:.1f}x",
+            f"{r.overhead_ms_p50:.1f}",
+            f"{r.overhead_ms_p99:.1f}",
+        )
+    console.print(table)
+    console.print(
+        "overhead = measured latency - the latency model's prefill + decode "
+        "(HTTP, JSON, openai client and gateway), in real milliseconds"
+    )
+    if json_out:
+        json_out.write_bytes(
+            orjson.dumps([r.model_dump() for r in results], option=orjson.OPT_INDENT_2)
+        )
 
 
 @cli.command()

@@ -377,7 +377,7 @@ _NON_CODE_SUFFIXES = SOURCE_EXTENSIONS | {
     "zip", "gz", "tar", "whl", "exe", "dll", "so", "jar",
 }  # fmt: skip
 _BACKTICK = re.compile(r"`+([^`\n]{1,200}?)`+")
-_URL_OR_PATH = re.compile(r"\b[A-Za-z][\w+.-]*://\S+|\S*[\\/]\S*|\S+@\S+")
+_WORD = re.compile(r"\S+")
 _TOKEN = re.compile(r"(?<![\w$.])[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*(?P<call>\()?")
 _CAMEL = re.compile(r"[a-z0-9][A-Z]|[A-Z]{2}[a-z]")
 _RECEIVER = re.compile(r"^(?:self|this|cls)\.")
@@ -404,15 +404,20 @@ def _accept(token: str) -> str | None:
     return token
 
 
+def _blank_paths(text: str) -> str:
+    """Blank out URLs, paths and e-mail addresses (same length, so positions still hold)."""
+    return _WORD.sub(lambda w: " " * len(w[0]) if any(c in w[0] for c in "/\\@") else w[0], text)
+
+
 def _candidates(text: str) -> Iterator[tuple[int, str]]:
     """(position, token) for backticked code and code-looking words in prose."""
     masked = list(text)
     for m in _BACKTICK.finditer(text):
         content = m.group(1)
-        for t in _TOKEN.finditer(_URL_OR_PATH.sub(lambda u: " " * len(u.group()), content)):
+        for t in _TOKEN.finditer(_blank_paths(content)):
             yield m.start(1) + t.start(), t.group().rstrip("(")
         masked[m.start() : m.end()] = " " * (m.end() - m.start())
-    prose = _URL_OR_PATH.sub(lambda u: " " * len(u.group()), "".join(masked))
+    prose = _blank_paths("".join(masked))
     for t in _TOKEN.finditer(prose):
         token = t.group().rstrip("(")
         call = bool(t["call"]) and not prose.startswith("(s)", t.end() - 1)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import openai
+import orjson
 
 from fixstream.errors import PermanentLLMError, RateLimitedError, TransientLLMError
-from fixstream.tokens import count_tokens
+from fixstream.tokens import count_prompt_tokens, count_tokens
 
 Message = dict[str, str]
 
@@ -72,7 +73,12 @@ def translate(exc: Exception) -> Exception:
 
 
 class OpenAITransport:
-    """Any OpenAI-compatible endpoint, always streamed so time to first token is measured."""
+    """Any OpenAI-compatible endpoint, always streamed so time to first token is measured.
+
+    The openai client sends the request and maps error statuses to exceptions; the SSE
+    lines are parsed here with orjson, because building the client's pydantic object for
+    every chunk cost more CPU than everything else together (profiled: 60% at 64 calls).
+    """
 
     def __init__(self, client: openai.AsyncOpenAI) -> None:
         self.client = client
@@ -82,12 +88,12 @@ class OpenAITransport:
         ttft: float | None = None
         parts: list[str] = []
         finish = "stop"
-        usage = None
+        usage: dict[str, Any] | None = None
         extra: dict[str, Any] = {}
         if request.response_format is not None:
             extra["response_format"] = request.response_format
         try:
-            stream = await self.client.chat.completions.create(
+            async with self.client.chat.completions.with_streaming_response.create(
                 model=request.model,
                 messages=list(request.messages),  # type: ignore[arg-type]
                 max_tokens=request.max_tokens,
@@ -95,25 +101,36 @@ class OpenAITransport:
                 stream=True,
                 stream_options={"include_usage": True},
                 **extra,
-            )
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        if ttft is None:
-                            ttft = time.perf_counter() - started
-                        parts.append(choice.delta.content)
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+            ) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = orjson.loads(data)
+                    if chunk.get("error"):
+                        raise TransientLLMError(f"error inside the stream: {chunk['error']}")
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or ():
+                        content = (choice.get("delta") or {}).get("content")
+                        if content:
+                            if ttft is None:
+                                ttft = time.perf_counter() - started
+                            parts.append(content)
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
         except openai.OpenAIError as exc:
             raise translate(exc) from exc
+        except orjson.JSONDecodeError as exc:
+            raise TransientLLMError(f"unreadable stream chunk: {exc}") from exc
         total = time.perf_counter() - started
         content = "".join(parts)
         if usage is not None:
-            tokens_in, tokens_out = usage.prompt_tokens, usage.completion_tokens
+            tokens_in, tokens_out = usage["prompt_tokens"], usage["completion_tokens"]
         else:  # some servers do not report usage when streaming: count it ourselves
-            tokens_in = sum(count_tokens(m.get("content", "")) for m in request.messages)
+            tokens_in = count_prompt_tokens(request.messages, request.response_format)
             tokens_out = count_tokens(content)
         return ChatReply(
             content=content,
@@ -154,7 +171,7 @@ class ScriptedTransport:
         return ChatReply(
             content=answer,
             finish_reason="stop",
-            input_tokens=sum(count_tokens(m.get("content", "")) for m in request.messages),
+            input_tokens=count_prompt_tokens(request.messages, request.response_format),
             output_tokens=count_tokens(answer),
             ttft_s=0.0,
             total_s=0.0,

@@ -21,14 +21,22 @@ log = logging.getLogger(__name__)
 MAX_TRACE_CHARS = 4000
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The error that really happened, under Faust's Key/ValueDecodeError wrapper."""
+    if type(exc).__name__.endswith("DecodeError") and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Our errors say so themselves; an unexpected exception may be a bug fixed by a deploy."""
-    return exc.retryable if isinstance(exc, FixstreamError) else True
+    cause = root_cause(exc)
+    return cause.retryable if isinstance(cause, FixstreamError) else True
 
 
 def describe(exc: BaseException) -> tuple[str, str]:
-    """(class, message) of the error that really happened, under Faust's decode wrapper."""
-    cause = exc.__cause__ if type(exc).__name__.endswith("DecodeError") and exc.__cause__ else exc
+    """(class, message) of the error that really happened."""
+    cause = root_cause(exc)
     return type(cause).__name__, str(cause) or repr(cause)
 
 

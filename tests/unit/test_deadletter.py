@@ -32,5 +32,5 @@ def test_decode_errors_are_described_by_their_cause():
             raise ValueDecodeError("wrapped") from inner
     except ValueDecodeError as outer:
         assert describe(outer) == ("BadInputError", "not valid JSON: x")
-        assert is_retryable(outer.__cause__) is False
+        assert is_retryable(outer) is False  # judged by the cause, not the wrapper
     assert is_retryable(RuntimeError("a bug of ours")) is True

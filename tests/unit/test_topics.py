@@ -42,7 +42,8 @@ def test_unknown_topic_lists_the_known_ones():
 def test_a_topic_naming_an_unknown_schema_is_refused(tmp_path: Path):
     bad = tmp_path / "topics.yaml"
     bad.write_text(
-        "defaults: {partitions: 1, replication_factor: 1, retention_ms: 1, cleanup_policy: delete}\n"
+        "defaults: {partitions: 1, replication_factor: 1, retention_ms: 1,"
+        " cleanup_policy: delete}\n"
         "topics:\n  - {name: x, key: bug_id, value: NoSuchEvent}\n"
     )
     with pytest.raises(UnknownNameError, match="NoSuchEvent.*known: .*BugReport"):
