@@ -9,9 +9,11 @@ import faust
 from fixstream.artifacts import ArtifactStore
 from fixstream.codec import register_codecs
 from fixstream.config import Settings
+from fixstream.llm import Gateway, build_gateway
+from fixstream.schemas import BugReport
 from fixstream.streams import analysis
 from fixstream.streams.deadletters import DeadLetters
-from fixstream.streams.stage import WORKER_ID, Stage
+from fixstream.streams.stage import WORKER_ID, Handler, Outcome, Stage
 from fixstream.streams.topics import Topics
 from fixstream.topics import load_catalog
 
@@ -33,8 +35,9 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     """A Faust app with every topic declared and every stage agent registered."""
+    llm = llm or build_gateway(settings)
     register_codecs(settings.max_message_bytes)
     catalog = load_catalog(settings.topics_file, settings.partitions)
     app = faust.App(
@@ -70,15 +73,23 @@ def create_app(settings: Settings) -> faust.App:
         inline_limit=settings.inline_artifact_bytes,
     )
 
-    async def run_analysis(report):  # type: ignore[no-untyped-def]
-        return await analysis.analyse(report, cfg)
+    async def run_analysis(report: BugReport) -> Outcome:
+        return await analysis.summarise(await analysis.analyse(report, cfg), llm)
 
     @app.on_rebalance_complete.connect
     async def _announce(sender: faust.App, **_: object) -> None:
         assigned = sender.consumer.assignment() if sender.consumer else set()
         log.info("fixstream worker ready: %d partitions assigned", len(assigned))
 
-    Stage(
-        analysis.STAGE, run_analysis, topics["bugs.analyzed"], topics["bugs.status"], dead_letters
-    ).register(app, topics["bugs.reported"], settings.agent_concurrency)
+    def stage(name: str, handler: Handler, source: str, sink: str) -> None:
+        Stage(
+            name,
+            handler,
+            topics[sink],
+            topics["bugs.status"],
+            topics["bugs.summaries"],
+            dead_letters,
+        ).register(app, topics[source], settings.agent_concurrency)
+
+    stage(analysis.STAGE, run_analysis, "bugs.reported", "bugs.analyzed")
     return app

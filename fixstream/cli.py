@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 
 from fixstream.artifacts import ArtifactStore
-from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker
+from fixstream.broker import EmbeddedBroker
 from fixstream.config import Settings
 from fixstream.kafka import producer, publish, reader
 from fixstream.reports import report_from_file, report_from_flags
@@ -220,31 +220,17 @@ def worker(loglevel: str = "info") -> None:
 
 
 @cli.command()
-def up(loglevel: str = "info") -> None:
-    """Run a worker, starting the embedded broker first when no broker is configured."""
+def up(
+    loglevel: str = "info",
+    sim_time_scale: Annotated[float, typer.Option(help="Simulator speed-up.")] = 1.0,
+) -> None:
+    """Run a worker, starting the embedded broker and LLM simulator when none is configured."""
+    from fixstream.demo import embedded
     from fixstream.worker import run_worker
 
-    settings = State.settings
-    embedded = None
-    if not settings.broker:
-        embedded = EmbeddedBroker()
-        asyncio.run(embedded.start())
-        settings = settings.model_copy(
-            update={
-                "broker": embedded.bootstrap,
-                "broker_session_timeout": EMBEDDED_SESSION_TIMEOUT,
-            }
-        )
-        console.print(
-            f"embedded broker at {embedded.bootstrap}: export FIXSTREAM_BROKER={embedded.bootstrap}"
-        )
-    catalog = load_catalog(settings.topics_file, settings.partitions)
-    asyncio.run(apply_topics(catalog, settings.bootstrap(), settings.kafka_client_options()))
-    try:
+    with embedded(State.settings, console, sim_time_scale) as settings:
+        console.print(f"export FIXSTREAM_BROKER={settings.broker}")
         run_worker(settings, loglevel)
-    finally:
-        if embedded:
-            embedded.stop()
 
 
 def _fault_rates(text: str) -> dict[str, float]:
@@ -349,11 +335,12 @@ def bench_gateway(
 @cli.command()
 def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every example.")] = 300.0,
+    sim_time_scale: Annotated[float, typer.Option(help="Simulator speed-up.")] = 0.2,
 ) -> None:
     """Start everything embedded, submit the bundled examples, show them go through."""
     from fixstream.demo import run_demo
 
-    raise typer.Exit(run_demo(State.settings, console, timeout))
+    raise typer.Exit(run_demo(State.settings, console, timeout, sim_time_scale))
 
 
 def main() -> None:

@@ -14,7 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Every knob of a worker. Real Kafka needs nothing but ``broker`` (and security)."""
 
-    model_config = SettingsConfigDict(env_prefix="FIXSTREAM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FIXSTREAM_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     broker: str | None = None
     """Bootstrap servers, e.g. ``localhost:9092``. None: ``up``/``demo`` start the embedded one."""

@@ -3,55 +3,50 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
+import contextlib
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 from rich.console import Console
 
-from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker, free_port
+from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker
 from fixstream.config import REPO_ROOT, Settings
 from fixstream.kafka import producer, publish
+from fixstream.llm.simulator.process import simulator_process
 from fixstream.reports import report_from_file
 from fixstream.topics import apply_topics, load_catalog
+from fixstream.worker import WorkerProcess
 
 EXAMPLES = REPO_ROOT / "examples"
-READY_MARK = "fixstream worker ready"
 LAST_STAGE = "analysis"
 """The pipeline's last stage so far; the demo waits for every example to pass it."""
 
 
-def _worker_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIXSTREAM_")}
-    env |= {
-        "FIXSTREAM_BROKER": settings.bootstrap(),
-        "FIXSTREAM_BROKER_SESSION_TIMEOUT": str(settings.broker_session_timeout),
-        "FIXSTREAM_DATA_DIR": str(settings.data_dir),
-        "FIXSTREAM_WEB_PORT": str(free_port()),
-        "PYTHONUNBUFFERED": "1",
-    }
-    return env
+@contextlib.contextmanager
+def embedded(settings: Settings, console: Console, sim_time_scale: float) -> Iterator[Settings]:
+    """The embedded defaults: a broker and the LLM simulator, unless settings name real ones."""
+    with contextlib.ExitStack() as stack:
+        updates: dict[str, object] = {}
+        if not settings.broker:
+            broker = EmbeddedBroker(log=settings.data_dir / "broker.log")
+            asyncio.run(broker.start())
+            stack.callback(broker.stop)
+            updates |= {
+                "broker": broker.bootstrap,
+                "broker_session_timeout": EMBEDDED_SESSION_TIMEOUT,
+            }
+            console.print(f"embedded broker (tansu, in memory) at {broker.bootstrap}")
+        if not settings.llm_base_url and not settings.llm_api_key:
+            url = stack.enter_context(simulator_process("--time-scale", str(sim_time_scale)))
+            updates["llm_base_url"] = url
+            console.print(f"LLM SIMULATOR (not a real model) at {url}, time scale {sim_time_scale}")
+        settings = settings.model_copy(update=updates)
+        catalog = load_catalog(settings.topics_file, settings.partitions)
+        asyncio.run(apply_topics(catalog, settings.bootstrap(), settings.kafka_client_options()))
+        yield settings
 
 
-def _start_worker(settings: Settings, log: Path, timeout: float = 90.0) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fixstream", "worker"],
-        env=_worker_env(settings),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + timeout
-    while READY_MARK not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker did not start; see {log}")
-        time.sleep(0.1)
-    return process
-
-
-def run_demo(settings: Settings, console: Console, timeout: float) -> int:
+def run_demo(settings: Settings, console: Console, timeout: float, sim_time_scale: float) -> int:
     """Returns the exit code: 0 when every example passed the last stage."""
     from fixstream.cli import follow
 
@@ -60,51 +55,30 @@ def run_demo(settings: Settings, console: Console, timeout: float) -> int:
         console.print(f"[red]no examples under {EXAMPLES}")
         return 1
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    broker = None
-    worker = None
-    try:
-        if not settings.broker:
-            broker = EmbeddedBroker(log=settings.data_dir / "broker.log")
-            asyncio.run(broker.start())
-            settings = settings.model_copy(
-                update={
-                    "broker": broker.bootstrap,
-                    "broker_session_timeout": EMBEDDED_SESSION_TIMEOUT,
-                }
-            )
-            console.print(f"embedded broker (tansu, in memory) at {broker.bootstrap}")
-        catalog = load_catalog(settings.topics_file, settings.partitions)
-        asyncio.run(apply_topics(catalog, settings.bootstrap(), settings.kafka_client_options()))
+    with embedded(settings, console, sim_time_scale) as settings:
         console.print("starting a worker…")
-        worker = _start_worker(settings, settings.data_dir / "worker.log")
-        run_id = time.strftime("%H%M%S")
-        bugs = [report_from_file(path) for path in reports]
-        bugs = [b.model_copy(update={"bug_id": f"{b.bug_id}-{run_id}"}) for b in bugs]
+        worker = WorkerProcess(settings, settings.data_dir / "worker.log")
+        try:
+            worker.wait_ready()
+            run_id = time.strftime("%H%M%S")
+            bugs = [report_from_file(path) for path in reports]
+            bugs = [b.model_copy(update={"bug_id": f"{b.bug_id}-{run_id}"}) for b in bugs]
 
-        async def submit() -> None:
-            async with producer(settings) as client:
-                for bug in bugs:
-                    await publish(client, "bugs.reported", bug.bug_id, bug)
+            async def submit() -> None:
+                async with producer(settings) as client:
+                    for bug in bugs:
+                        await publish(client, "bugs.reported", bug.bug_id, bug)
 
-        started = time.perf_counter()
-        asyncio.run(submit())
-        console.print(f"submitted {len(bugs)} examples")
-        ids = {b.bug_id for b in bugs}
-        board = asyncio.run(follow(settings, ids, LAST_STAGE, timeout))
-        elapsed = time.perf_counter() - started
-        passed = sum(
-            1
-            for b in ids
-            if b in board.rows and board.rows[b].reached(LAST_STAGE) and not board.rows[b].dead
-        )
-        console.print(f"{passed}/{len(ids)} examples through {LAST_STAGE} in {elapsed:.2f}s")
-        return 0 if passed == len(ids) else 1
-    finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-        if broker is not None:
-            broker.stop()
+            started = time.perf_counter()
+            asyncio.run(submit())
+            console.print(f"submitted {len(bugs)} examples")
+            ids = {b.bug_id for b in bugs}
+            board = asyncio.run(follow(settings, ids, LAST_STAGE, timeout))
+            elapsed = time.perf_counter() - started
+        finally:
+            worker.stop()
+    passed = [b for b in ids if b in board.rows and board.rows[b].reached(LAST_STAGE)]
+    passed = [b for b in passed if not board.rows[b].dead]
+    console.print()
+    console.print(f"{len(passed)}/{len(ids)} examples through {LAST_STAGE} in {elapsed:.2f}s")
+    return 0 if len(passed) == len(ids) else 1

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import faust
 
 from fixstream.app import create_app
+from fixstream.broker import free_port
 from fixstream.config import Settings
+
+READY_MARK = "fixstream worker ready"
+"""Logged once the worker has its partitions (the app's on_rebalance_complete)."""
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
@@ -20,3 +30,65 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     worker = faust.Worker(app, loglevel=loglevel, loop=loop, redirect_stdouts=False)
     logging.getLogger("faust").setLevel(logging.WARNING)
     worker.execute_from_commandline()
+
+
+def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment for a ``fixstream worker`` child: these settings, a free web port,
+    and none of the parent's own FIXSTREAM_/OPENAI_ variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FIXSTREAM_", "OPENAI_"))}
+    values = {
+        "BROKER": settings.broker,
+        "APP_ID": settings.app_id,
+        "PARTITIONS": settings.partitions,
+        "BROKER_SESSION_TIMEOUT": settings.broker_session_timeout,
+        "DATA_DIR": settings.data_dir,
+        "MAX_MESSAGE_BYTES": settings.max_message_bytes,
+        "LLM_BASE_URL": settings.llm_base_url,
+        "REDIS_URL": settings.redis_url,
+        "WEB_PORT": free_port(),
+    }
+    env.update({f"FIXSTREAM_{k}": str(v) for k, v in values.items() if v is not None})
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """``fixstream worker`` as a child process with its log in a file (demo, tests, bench)."""
+
+    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fixstream", "worker"],
+            env=subprocess_env(settings, **env),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while READY_MARK not in self.output():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker not ready in {timeout}s:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no commit (crash tests)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,9 +15,9 @@ import pytest
 from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker, free_port
 from fixstream.config import Settings
 from fixstream.topics import apply_topics, load_catalog
+from fixstream.worker import WorkerProcess, subprocess_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-READY_MARK = "fixstream worker ready"
 
 
 @pytest.fixture(scope="module")
@@ -33,59 +32,21 @@ def broker(tmp_path_factory) -> Iterator[EmbeddedBroker]:
     embedded.stop()
 
 
+@pytest.fixture(scope="module")
+def llm_sim() -> Iterator[str]:
+    """The LLM simulator as a real HTTP server in its own process, 100x faster than real."""
+    from fixstream.llm.simulator.process import simulator_process
+
+    with simulator_process("--time-scale", "0.01") as base_url:
+        yield base_url
+
+
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIXSTREAM_")}
-    env.update(
-        FIXSTREAM_BROKER=settings.broker or "",
-        FIXSTREAM_APP_ID=settings.app_id,
-        FIXSTREAM_PARTITIONS=str(settings.partitions),
-        FIXSTREAM_BROKER_SESSION_TIMEOUT=str(settings.broker_session_timeout),
-        FIXSTREAM_DATA_DIR=str(settings.data_dir),
-        FIXSTREAM_MAX_MESSAGE_BYTES=str(settings.max_message_bytes),
-        FIXSTREAM_WEB_PORT=str(free_port()),
-        PYTHONUNBUFFERED="1",
-        **extra,
-    )
-    return env
-
-
-class WorkerProcess:
-    """``fixstream worker`` as a real subprocess, its log in a file."""
-
-    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fixstream", "worker"],
-            env=worker_env(settings, **env),
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while READY_MARK not in self.output():
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.output()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"worker not ready in {timeout}s:\n{self.output()[-3000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    return subprocess_env(settings, **extra)
 
 
 @pytest.fixture
-def settings(broker: EmbeddedBroker, tmp_path: Path, request) -> Settings:
+def settings(broker: EmbeddedBroker, llm_sim: str, tmp_path: Path, request) -> Settings:
     """Settings for one test: its own consumer group and data directory."""
     return Settings(
         broker=broker.bootstrap,
@@ -96,6 +57,7 @@ def settings(broker: EmbeddedBroker, tmp_path: Path, request) -> Settings:
         broker_session_timeout=EMBEDDED_SESSION_TIMEOUT,
         data_dir=tmp_path / "var",
         max_message_bytes=64 * 1024,
+        llm_base_url=llm_sim,
     )
 
 

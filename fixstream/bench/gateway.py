@@ -13,11 +13,11 @@ import time
 import openai
 from pydantic import BaseModel
 
-from fixstream.bench.simproc import simulator_process
 from fixstream.llm.gateway import Gateway, GatewayConfig
 from fixstream.llm.limits import AdaptiveConcurrency
 from fixstream.llm.simulator import builtin_profiles
 from fixstream.llm.simulator.latency import total_seconds
+from fixstream.llm.simulator.process import simulator_process
 from fixstream.llm.transport import OpenAITransport
 
 PROMPT = "Explain what this function does and whether it can divide by zero. " * 30

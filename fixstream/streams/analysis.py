@@ -1,8 +1,9 @@
 """Stage 1, analysis: parse the report, find the suspect files, cut them into chunks.
 
-A regular program, no tokens spent: stack traces, file:line references, exception types,
-deduplicated and truncated logs, then candidate files ranked and chunked on definition
-boundaries under a token budget.
+Mostly a regular program, no tokens spent: stack traces, file:line references, exception
+types, deduplicated and truncated logs, then candidate files ranked and chunked on
+definition boundaries under a token budget. Then one call to the cheap model compresses the
+report into the first progressive summary, which later stages read instead of the report.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from fixstream.analysis.chunks import chunk_id, chunk_source
 from fixstream.analysis.locate import locate_files
 from fixstream.analysis.logs import ParsedLog, identifiers, parse_log
 from fixstream.artifacts import ArtifactStore
+from fixstream.errors import LLMError
+from fixstream.llm import Gateway
+from fixstream.llm.accounting import Totals
 from fixstream.repos import resolve_repo
 from fixstream.schemas import (
     AnalyzedBug,
@@ -26,6 +30,8 @@ from fixstream.schemas import (
     StackFrame,
     StageMeta,
 )
+from fixstream.streams.stage import Outcome
+from fixstream.summaries import ReportSummary, render, report_prompt, summary_event
 from fixstream.tokens import count_tokens
 
 STAGE = "analysis"
@@ -121,4 +127,30 @@ async def analyse(report: BugReport, cfg: AnalysisConfig) -> AnalyzedBug:
         evidence=evidence,
         candidates=candidates,
         chunks=chunks,
+    )
+
+
+async def summarise(bug: AnalyzedBug, llm: Gateway) -> Outcome:
+    """The first progressive summary, by the cheap model; a regular-program one if it fails."""
+    usage = Totals()
+    note = ""
+    try:
+        answer = await llm.structured(
+            ReportSummary,
+            report_prompt(bug),
+            purpose="summary",
+            bug_id=bug.bug_id,
+            max_tokens=400,
+        )
+        usage.add(answer.record)
+        summary: ReportSummary | None = answer.value
+    except LLMError as exc:
+        summary = None
+        note = f"summary from evidence only: {type(exc).__name__}: {exc}"
+    text = render(bug, summary)
+    return Outcome(
+        output=bug.model_copy(update={"summary": text}),
+        summary=summary_event(bug.bug_id, STAGE, 1, text),
+        usage=usage,
+        note=note,
     )

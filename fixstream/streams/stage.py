@@ -13,16 +13,29 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
-from fixstream.schemas import Event, StatusEvent
+from fixstream.llm.accounting import Totals
+from fixstream.schemas import BugSummary, Event, StatusEvent
 from fixstream.streams.deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any], Awaitable[Event]]
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a stage's core produced for one bug: the hand-off, and what to report."""
+
+    output: Event
+    summary: BugSummary | None = None
+    usage: Totals = field(default_factory=Totals)
+    note: str = ""
+
+
+Handler = Callable[[Any], Awaitable[Outcome]]
 WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -35,12 +48,14 @@ class Stage:
         handler: Handler,
         sink: faust.TopicT,
         status: faust.TopicT,
+        summaries: faust.TopicT,
         dead_letters: DeadLetters,
     ) -> None:
         self.name = name
         self.handler = handler
         self.sink = sink
         self.status = status
+        self.summaries = summaries
         self.dead_letters = dead_letters
 
     async def _status(self, bug_id: str, state: str, **fields: Any) -> None:
@@ -53,17 +68,27 @@ class Stage:
         started = time.perf_counter()
         await self._status(bug_id, "started")
         try:
-            output = await self.handler(value)
-        except Exception as exc:
+            outcome = await self.handler(value)
+        except Exception as exc:  # per-message isolation is the point (faust #175)
             letter = await self.dead_letters.send(event.message, exc, stage=self.name)
             await self._status(
                 bug_id, "dead_lettered", message=f"{letter.error_class}: {letter.reason}"
             )
             return
-        delivery = await self.sink.send(key=bug_id, value=output)
-        await delivery
+        if outcome.summary is not None:
+            await (await self.summaries.send(key=bug_id, value=outcome.summary))
+        await (await self.sink.send(key=bug_id, value=outcome.output))
         elapsed_ms = (time.perf_counter() - started) * 1000
-        await self._status(bug_id, "done", elapsed_ms=elapsed_ms)
+        usage = outcome.usage
+        await self._status(
+            bug_id,
+            "done",
+            elapsed_ms=elapsed_ms,
+            message=outcome.note,
+            tokens_in=usage.tokens_in,
+            tokens_out=usage.tokens_out,
+            cost_usd=usage.cost_usd,
+        )
         log.info("%s: %s done in %.0f ms", self.name, bug_id, elapsed_ms)
 
     def register(self, app: faust.App, source: faust.TopicT, concurrency: int) -> None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from conftest import make_repo, read_until, worker_env
 
-from fixstream.schemas import AnalyzedBug, DeadLetter
+from fixstream.schemas import AnalyzedBug, BugSummary, DeadLetter, StatusEvent
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +20,14 @@ def _analyzed(records, bug_id: str) -> AnalyzedBug | None:
     for r in records:
         if r.key == bug_id.encode():
             return AnalyzedBug.model_validate_json(r.value)
+    return None
+
+
+def _done(records, bug_id: str) -> StatusEvent | None:
+    for r in records:
+        status = StatusEvent.model_validate_json(r.value)
+        if status.bug_id == bug_id and status.state == "done":
+            return status
     return None
 
 
@@ -79,6 +87,21 @@ def test_report_submitted_with_the_cli_arrives_analysed(settings, start_worker, 
     _assert_chunks_cover_the_trace(bug, repo)
     assert "repeated" in bug.evidence.log_excerpt  # 500 identical lines collapsed
     assert bug.evidence.log_excerpt.count("WARN retrying") == 1
+    # the first progressive summary, by the cheap model through the simulator
+    assert bug.summary.startswith("Bug: Cart crashes on zero quantity")
+    assert "Exceptions: ZeroDivisionError" in bug.summary
+    summaries = asyncio.run(
+        read_until(settings, "bugs.summaries", lambda rs: any(r.key == b"cli-bug-1" for r in rs))
+    )
+    summary = BugSummary.model_validate_json(
+        next(r.value for r in summaries if r.key == b"cli-bug-1")
+    )
+    assert (summary.stage, summary.revision, summary.text) == ("analysis", 1, bug.summary)
+    statuses = asyncio.run(
+        read_until(settings, "bugs.status", lambda rs: _done(rs, "cli-bug-1") is not None)
+    )
+    done = _done(statuses, "cli-bug-1")
+    assert done.tokens_in > 0 and done.tokens_out > 0 and done.cost_usd > 0
 
 
 def test_report_from_a_foreign_producer_arrives_analysed(settings, start_worker, tmp_path):

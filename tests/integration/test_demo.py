@@ -1,0 +1,26 @@
+"""README's first command, as a user runs it: everything embedded, every example through."""
+
+import subprocess
+import sys
+
+import pytest
+
+from fixstream.config import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_takes_every_bundled_example_through_the_pipeline(tmp_path):
+    examples = sorted(p.parent.name for p in (REPO_ROOT / "examples").glob("*/report.json"))
+    assert len(examples) >= 5
+    result = subprocess.run(
+        [sys.executable, "-m", "fixstream", "demo", "--timeout", "120"],
+        env={"PATH": "/usr/bin:/bin", "FIXSTREAM_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"{len(examples)}/{len(examples)} examples through" in result.stdout
+    assert "LLM SIMULATOR (not a real model)" in result.stdout
