@@ -9,7 +9,8 @@ import faust
 from fixstream.artifacts import ArtifactStore
 from fixstream.codec import register_codecs
 from fixstream.config import Settings
-from fixstream.llm import Gateway, build_gateway
+from fixstream.llm import Gateway
+from fixstream.llm.build import build_gateway
 from fixstream.schemas import BugReport
 from fixstream.streams import analysis
 from fixstream.streams.deadletters import DeadLetters

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fixstream.llm.accounting import DEFAULT_PRICES, Price
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -67,6 +69,8 @@ class Settings(BaseSettings):
         }
     )
     """Model per purpose: cheap models for non-critical work (JSON in the environment)."""
+    llm_prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    """Dollars per million input/output tokens, per model (JSON in the environment)."""
     llm_timeout: float = 60.0
     """Seconds one attempt may take before it counts as a hang and is retried."""
     llm_max_attempts: int = Field(default=6, ge=1)

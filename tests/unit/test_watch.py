@@ -1,0 +1,37 @@
+"""The board behind `fixstream watch` and the demo: which bug is where."""
+
+from fixstream.schemas import DeadLetter, FixEvent, StageMeta, StatusEvent
+from fixstream.watch import Board
+
+
+def _status(bug: str, stage: str, state: str, **kw) -> bytes:
+    return StatusEvent(bug_id=bug, stage=stage, state=state, **kw).to_bytes()
+
+
+def test_board_follows_stages_fixes_and_dead_letters():
+    board = Board()
+    board.apply("bugs.status", b"a", _status("a", "analysis", "started"), [])
+    assert not board.all_reached({"a"}, "analysis")
+    board.apply("bugs.status", b"a", _status("a", "analysis", "done", elapsed_ms=12), [])
+    assert board.all_reached({"a"}, "analysis")
+    assert not board.all_reached({"a"}, None)  # not ended: no fix event yet
+    assert not board.all_reached({"a", "b"}, "analysis")  # b never seen
+
+    fix = FixEvent(bug_id="a", meta=StageMeta(stage="validate"), status="fixed")
+    board.apply("fixes", b"a", fix.to_bytes(), [])
+    assert board.all_reached({"a"}, None)
+
+    letter = DeadLetter(original_topic="bugs.reported", error_class="BadInputError", reason="x")
+    board.apply("bugs.dlq", b"b", b"\xff", letter.headers())
+    assert board.rows["b"].dead == "BadInputError: x"
+    assert board.all_reached({"a", "b"}, "validate")  # ended bugs count as through
+    table = board.table()
+    assert table.row_count == 2
+
+
+def test_dead_lettered_status_ends_a_bug():
+    board = Board()
+    board.apply(
+        "bugs.status", b"c", _status("c", "analysis", "dead_lettered", message="Repo gone"), []
+    )
+    assert board.rows["c"].ended and board.rows["c"].dead == "Repo gone"
