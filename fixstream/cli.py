@@ -281,6 +281,20 @@ def sim(
         asyncio.run(serve_forever(settings, host, port))
 
 
+examples_cli = typer.Typer(no_args_is_help=True, help="The bundled examples.")
+cli.add_typer(examples_cli, name="examples")
+
+
+@examples_cli.command("scenarios")
+def examples_scenarios() -> None:
+    """Regenerate each example's simulator scenario from its fix.json."""
+    from fixstream.config import REPO_ROOT
+    from fixstream.scenarios import write_example_scenarios
+
+    for path in write_example_scenarios(REPO_ROOT / "examples"):
+        console.print(f"wrote {path}")
+
+
 @bench_cli.command("gateway")
 def bench_gateway(
     levels: Annotated[str, typer.Option(help="Concurrency levels.")] = "1,4,16,64",

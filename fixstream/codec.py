@@ -12,7 +12,7 @@ import orjson
 from faust.serializers import codecs
 from pydantic import ValidationError
 
-from fixstream.errors import BadInputError
+from fixstream.errors import BadInputError, describe_validation
 from fixstream.schemas import EVENTS, Event
 
 E = TypeVar("E", bound=Event)
@@ -41,10 +41,9 @@ def decode(model: type[E], data: bytes | None, max_bytes: int) -> E:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:10]
-        )
-        raise BadInputError(f"does not match schema {model.full_name()}: {errors}") from None
+        raise BadInputError(
+            f"does not match schema {model.full_name()}: {describe_validation(exc)}"
+        ) from None
 
 
 class EventCodec(codecs.Codec):

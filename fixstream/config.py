@@ -37,8 +37,10 @@ class Settings(BaseSettings):
     """Override every topic's partition count from topics.yaml (None keeps the file's)."""
     store: str = "memory://"
     """Faust table store."""
-    agent_concurrency: int = Field(default=1, ge=1)
-    """In-flight messages per agent; >1 risks committing past a slow message (faust #606)."""
+    agent_concurrency: int = Field(default=8, ge=1)
+    """Bugs in flight per stage agent in one worker (acked in order: see streams.inflight)."""
+    chunk_concurrency: int = Field(default=32, ge=1)
+    """LLM calls in flight per chunk worker."""
     web_enabled: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -53,6 +55,13 @@ class Settings(BaseSettings):
     max_log_tokens: int = Field(default=4000, ge=100)
     max_candidate_files: int = Field(default=12, ge=1)
     max_chunks: int = Field(default=64, ge=1)
+    gather_deadline_s: float = Field(default=300.0, gt=0)
+    """A scatter goes on with the results it has once this passes, and says so."""
+    test_timeout_s: float = Field(default=120.0, gt=0)
+    test_memory_mb: int = Field(default=2048, ge=64)
+    reproduce_attempts: int = Field(default=3, ge=1)
+    fix_attempts: int = Field(default=3, ge=1)
+    """Validate sends a bug back to fix with the failures at most this many times minus one."""
 
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("FIXSTREAM_LLM_BASE_URL", "OPENAI_BASE_URL")

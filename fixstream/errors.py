@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pydantic import ValidationError
+
+
+def describe_validation(exc: ValidationError, limit: int = 10) -> str:
+    """``field.path: message; ...`` for the first ``limit`` errors: short and exact."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:limit]
+    )
+
 
 class FixstreamError(Exception):
     """Base class; ``retryable`` tells the dead-letter queue whether a replay may succeed."""

@@ -81,3 +81,9 @@ def summary_event(bug_id: str, stage: str, revision: int, text: str) -> BugSumma
     return BugSummary(
         bug_id=bug_id, stage=stage, revision=revision, text=text, tokens=count_tokens(text)
     )
+
+
+def revise(bug_id: str, stage: str, revision: int, previous: str, facts: list[str]) -> BugSummary:
+    """The next revision: the previous summary plus what this stage established."""
+    text = "\n".join([previous, *facts]) if facts else previous
+    return summary_event(bug_id, stage, revision, text)

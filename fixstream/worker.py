@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import faust
 
-from fixstream.app import create_app
+from fixstream import processes
 from fixstream.broker import free_port
 from fixstream.config import Settings
 
@@ -23,6 +22,8 @@ READY_MARK = "fixstream worker ready"
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Block until the worker is stopped (SIGINT/SIGTERM stop it cleanly)."""
+    from fixstream.app import create_app
+
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -79,16 +80,8 @@ class WorkerProcess:
             time.sleep(0.1)
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no commit (crash tests)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        processes.kill(self.process)

@@ -18,6 +18,7 @@ from fixstream.topics import apply_topics, load_catalog
 from fixstream.worker import WorkerProcess, subprocess_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO_ROOT / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +35,13 @@ def broker(tmp_path_factory) -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture(scope="module")
 def llm_sim() -> Iterator[str]:
-    """The LLM simulator as a real HTTP server in its own process, 100x faster than real."""
+    """The LLM simulator as a real HTTP server in its own process, 100x faster than real,
+    scripted to fix the bundled examples."""
     from fixstream.llm.simulator.process import simulator_process
+    from fixstream.scenarios import scenario_files
 
-    with simulator_process("--time-scale", "0.01") as base_url:
+    scenarios = [arg for f in scenario_files(EXAMPLES) for arg in ("--scenario", str(f))]
+    with simulator_process("--time-scale", "0.01", *scenarios) as base_url:
         yield base_url
 
 

@@ -30,9 +30,9 @@ __all__ = ["MAX_FILES", "MAX_FILE_BYTES", "LocatedFile", "locate_files"]
 
 MAX_FILES = 20_000  #: stop walking after this many files: the stage must stay fast
 MAX_FILE_BYTES = 1 << 20  #: larger files are generated or data, not code to fix
-MAX_SCAN_BYTES = 48 << 20  #: total bytes read while searching identifiers
+MAX_SCAN_BYTES = 32 << 20  #: total bytes read while searching identifiers
 MAX_AMBIGUOUS = 3  #: a reference matching more files than this equally well is dropped
-MAX_TERMS = 60
+MAX_TERMS = 40  #: identifiers searched for; the report's first ones matter most
 
 _SKIP_DIRS = frozenset(
     {
@@ -45,7 +45,7 @@ _SKIP_DIRS = frozenset(
 _FOREIGN = re.compile(
     r"^<|^node:|(?:^|/)(?:site-packages|dist-packages|node_modules|\.cargo/registry|rustc)/"
     r"|/lib/(?:python|pypy)\d+(?:\.\d+)?/|(?:^|/)(?:usr|opt)/lib/|^[A-Za-z]:/Python\d*/Lib/"
-    r"|/\.pyenv/versions/|/hostedtoolcache/|/go/(?:src|pkg/mod)/|/usr/local/go/|importlib/_bootstrap"
+    r"|/\.pyenv/versions/|/hostedtoolcache/|/go/pkg/mod/|/usr/local/go/|importlib/_bootstrap"
 )
 _STOP_TERMS = frozenset({"self", "this", "cls", "com", "org", "net", "java", "main", "init"})
 
@@ -96,7 +96,8 @@ def _is_source(name: str) -> bool:
 
 
 def _walk(root: Path, limit: int) -> Iterator[tuple[str, int]]:
-    """(posix rel path, size) of source files, sorted, pruned, and bounded by ``limit``."""
+    """(posix rel path, size) of source files; pruned, deterministic, at most ``limit``
+    directory entries visited."""
     seen = 0
     stack = [root]
     while stack:
@@ -197,7 +198,7 @@ def _resolve(index: _Index, raw: str, *, strict: bool = False) -> list[str]:
 
 
 def _frame_weights(parsed: ParsedLog) -> list[tuple[float, Frame]]:
-    """(weight in (0, 1], path, line) per frame; innermost frame of each language weighs 1.
+    """(weight in (0, 1], frame) per frame; the innermost frame of each kind weighs 1.
 
     Python prints the innermost frame last; Java, JavaScript, Go and Rust print it first.
     """
@@ -258,11 +259,11 @@ def _terms(names: list[str]) -> list[tuple[str, tuple[str, ...]]]:
 
 def _definition(term: str) -> re.Pattern[str]:
     t = re.escape(term)
-    return re.compile(
+    return re.compile(  # one line at most: "[ \t]" keeps the search linear in the file
         r"(?:\b(?:def|class|function|func|fn|fun|interface|struct|enum|trait|type|module|"
-        r"object|record|const|let|var|val)\s+(?:\([^)]*\)\s*)?\*?" + t + r"(?![\w$])"
+        r"object|record|const|let|var|val)[ \t]++(?:\([^)\n]*+\)[ \t]*+)?\*?" + t + r"(?![\w$])"
         r"|\b(?:public|private|protected|static|final|abstract|synchronized|override|void)"
-        r"\s+(?:[\w<>\[\],.?]+\s+)*" + t + r"\s*\()"
+        r"[ \t]++(?:[\w<>\[\],.?]++[ \t]++)*+" + t + r"[ \t]*+\()"
     )
 
 
@@ -289,7 +290,8 @@ def _identifier_hits(index: _Index, names: list[str], taken: set[str]) -> dict[s
     }
     found: dict[str, _Hit] = {}
     budget = MAX_SCAN_BYTES
-    for rel, size in index.files:
+    near = {rel.rpartition("/")[0] for rel in taken}  # scan the neighbourhood of hits first
+    for rel, size in sorted(index.files, key=lambda f: (f[0].rpartition("/")[0] not in near, f)):
         if rel in taken:
             continue
         budget -= size

@@ -58,7 +58,7 @@ def _count(text: str) -> int:
 # --- line-level patterns -------------------------------------------------------------------
 
 _TIMESTAMP = re.compile(
-    r"^\s*(?:"
+    r"^\s*+(?:"
     r"\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\]?"
     r"|[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}"  # syslog: "Jan  3 12:00:01"
     r"|\[?\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\]?"
@@ -66,10 +66,10 @@ _TIMESTAMP = re.compile(
 )
 _GROUP_BAR = re.compile(r"^(?:\s*\|)+ ?")  # Python 3.11 exception-group drawing
 _PY_HEADER = re.compile(r"Traceback \(most recent call last\):\s*$")
-_PY_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
+_PY_FRAME = re.compile(r'^\s*+File "(?P<path>[^"]++)", line (?P<line>\d++)(?:, in (?P<func>.+))?$')
 _PY_EXC_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::[ \t]?(?P<msg>.*))?$")
 _JAVA_FRAME = re.compile(
-    r"^\s*at\s+(?P<qual>[\w$.<>/@-]+)\((?P<file>[^():]*)(?::(?P<line>\d+))?\)\s*(?:~?\[.*\])?\s*$"
+    r"^\s*+at\s++(?P<qual>[\w$.<>/@-]++)\((?P<file>[^():]*+)(?::(?P<line>\d++))?\)"
 )
 _JAVA_MORE = re.compile(r"^\s*\.\.\. \d+ (?:more|common frames omitted)\s*$")
 _JAVA_HEADER = re.compile(
@@ -79,11 +79,10 @@ _JAVA_HEADER = re.compile(
 _JAVA_PLAIN_HEADER = re.compile(
     r"^\s*(?P<type>[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)(?::\s?(?P<msg>.*))?$"
 )
-_JS_FRAME = re.compile(
-    r"^\s*at\s+(?:(?P<func>[^()]*?)\s+\()?(?P<path>[^()\s]+?):(?P<line>\d+)(?::\d+)?\)?\s*$"
-)
-_GO_FRAME = re.compile(r"^\s+(?P<path>\S+\.go):(?P<line>\d+)(?:\s+\+0x[0-9a-fA-F]+)?\s*$")
-_GO_FUNC = re.compile(r"^(?P<func>[\w./*()$-]+?)\(.*\)$")
+_JS_FRAME = re.compile(r"^\s*+at\s++(?:(?P<func>[^()]*+)\((?P<loc>[^()]++)\)|(?P<bare>\S++))\s*+$")
+_JS_LOCATION = re.compile(r"^(?P<path>\S*?[^\s:]):(?P<line>\d++)(?::\d++)?$")
+_GO_FRAME = re.compile(r"^\s++(?P<path>\S+\.go):(?P<line>\d++)(?:\s++\+0x[0-9a-fA-F]++)?\s*+$")
+_GO_FUNC = re.compile(r"^(?P<func>[\w./*$-]++(?:\.\([\w./*$-]++\)[\w.$-]*+)?)\(")
 _EXC_ANYWHERE = re.compile(
     r"(?<![\w.$])(?P<type>(?:[A-Za-z_$][\w$]*\.)*[A-Z][\w$]*(?:Error|Exception))\b"
     r"(?::[ \t]+(?P<msg>\S.*))?"
@@ -97,6 +96,7 @@ _PATH_REF = re.compile(
 )
 _SCHEME = re.compile(r"^[A-Za-z][\w+.-]+://")
 
+_MAX_FRAME_LINE = 2000
 _REPEAT_MARK = "[... previous line repeated {n} more times]"
 _TRUNC_MARK = "[... truncated {lines} lines / {tokens} tokens ...]"
 
@@ -199,9 +199,14 @@ def _scan(lines: list[str]) -> _Scan:
         if _PY_HEADER.search(line):
             in_python = True
             continue
+        if len(line) > _MAX_FRAME_LINE:  # no real frame is this long; keeps regexes linear
+            in_python = False
+            _generic_exception(line, scan)
+            _generic_refs(line, scan)
+            continue
         if m := _PY_FRAME.match(line):
             in_python = True
-            func = m["func"].strip() if m["func"] else None
+            func = (m["func"] or "").strip() or None
             scan.frame(Frame(m["path"], int(m["line"]), func, "python"))
             continue
         if in_python:
@@ -210,6 +215,7 @@ def _scan(lines: list[str]) -> _Scan:
             in_python = False
             if m := _PY_EXC_LINE.match(line.strip()):
                 scan.exception(m["type"], m["msg"])
+                _generic_refs(m["msg"] or "", scan)
                 continue
         if _handle_jvm_or_generic_frame(lines, i, line, scan):
             continue
@@ -227,15 +233,18 @@ def _handle_jvm_or_generic_frame(lines: list[str], i: int, line: str, scan: _Sca
         return True
     if m := _JAVA_HEADER.match(line):
         scan.exception(m["type"], m["msg"])
+        _generic_refs(m["msg"] or "", scan)
         return True
     if i + 1 < len(lines) and _JAVA_FRAME.match(_strip_prefix(lines[i + 1])):
         m = _JAVA_PLAIN_HEADER.match(line)  # "com.foo.Boom: msg" right before "at ..."
         if m and _EXC_NAME.search(m["type"]):
             scan.exception(m["type"], m["msg"])
             return True
-    if (m := _JS_FRAME.match(line)) and ("/" in m["path"] or "." in m["path"]):
-        path = _normalize_ref(m["path"])
-        scan.frame(Frame(path, int(m["line"]), (m["func"] or "").strip() or None, "generic"))
+    m = _JS_FRAME.match(line)
+    loc = _JS_LOCATION.match(m["loc"] or m["bare"]) if m else None
+    if m and loc and ("/" in loc["path"] or "." in loc["path"]):
+        func = (m["func"] or "").strip() or None
+        scan.frame(Frame(_normalize_ref(loc["path"]), int(loc["line"]), func, "generic"))
         return True
     if m := _GO_FRAME.match(line):
         prev = _strip_prefix(lines[i - 1]).strip() if i else ""
@@ -376,7 +385,7 @@ _NON_CODE_SUFFIXES = SOURCE_EXTENSIONS | {
     "xml", "csv", "lock", "com", "org", "net", "io", "dev", "png", "jpg", "gif", "svg", "pdf",
     "zip", "gz", "tar", "whl", "exe", "dll", "so", "jar",
 }  # fmt: skip
-_BACKTICK = re.compile(r"`+([^`\n]{1,200}?)`+")
+_BACKTICK = re.compile(r"(?<!`)`++([^`\n]{1,200}+)`")
 _WORD = re.compile(r"\S+")
 _TOKEN = re.compile(r"(?<![\w$.])[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*(?P<call>\()?")
 _CAMEL = re.compile(r"[a-z0-9][A-Z]|[A-Z]{2}[a-z]")

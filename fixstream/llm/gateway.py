@@ -31,6 +31,7 @@ from fixstream.errors import (
     RateLimitedError,
     RetryBudgetExhaustedError,
     TransientLLMError,
+    describe_validation,
 )
 from fixstream.llm.accounting import DEFAULT_PRICES, CallRecord, Ledger, Price, cost_usd
 from fixstream.llm.limits import AdaptiveConcurrency, RateBudget
@@ -92,10 +93,7 @@ def parse_structured(schema: type[T], reply: ChatReply) -> T:
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:8]
-        )
-        raise ValueError(f"does not match the schema: {errors}") from None
+        raise ValueError(f"does not match the schema: {describe_validation(exc, 8)}") from None
 
 
 class Gateway:

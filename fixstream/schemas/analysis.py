@@ -31,7 +31,7 @@ class Evidence(Part):
 
 class CandidateFile(Part):
     path: str
-    reason: Literal["stack-trace", "file-reference", "identifier"]
+    reason: Literal["stack-trace", "file-reference", "identifier", "keyword", "import"]
     score: float
     lines: list[int] = Field(default_factory=list)
 

@@ -49,3 +49,6 @@ class StageMeta(Part):
     attempt: int = 0
     produced_at: datetime = Field(default_factory=utcnow)
     elapsed_ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0

@@ -37,6 +37,8 @@ class ReproducedBug(Event):
     meta: StageMeta
     analyzed: AnalyzedBug
     reproduction: Reproduction
+    summary: str = ""
+    """The latest progressive summary: what the next stage puts in its prompts."""
 
 
 class Suspect(Part):
@@ -51,6 +53,10 @@ class RootCausedBug(Event):
     reproduced: ReproducedBug
     suspects: list[Suspect] = Field(default_factory=list)
     root_cause: str = ""
+    summary: str = ""
+    feedback: str = ""
+    """Why the previous candidates failed validation, when validate sends a bug back."""
+    failed_runs: list[TestRun] = Field(default_factory=list)
 
 
 class Edit(Part):
@@ -65,6 +71,8 @@ class CandidatePatch(Part):
     candidate_id: str
     edits: list[Edit]
     diff: str = ""
+    origin: str = ""
+    """Which proposals it came from (merged, single, or the consistency pass)."""
 
 
 class PatchedBug(Event):
@@ -72,7 +80,8 @@ class PatchedBug(Event):
     meta: StageMeta
     rootcaused: RootCausedBug
     candidates: list[CandidatePatch] = Field(default_factory=list)
-    feedback: str = ""
+    summary: str = ""
+    notes: list[str] = Field(default_factory=list)
 
 
 FixStatus = Literal["fixed", "not_reproduced_patched", "unverified", "failed"]
@@ -100,7 +109,10 @@ class FixEvent(Event):
 
 
 class ChunkTask(Event):
-    """One LLM call of a scatter: keyed by chunk id so one bug's chunks spread over partitions."""
+    """One LLM call of a scatter: keyed by chunk id so one bug's chunks spread over partitions.
+
+    The prompt travels whole, so a chunk worker needs no repository: any worker can take it.
+    """
 
     task_id: str
     bug_id: str
@@ -108,7 +120,10 @@ class ChunkTask(Event):
     chunk: ChunkRef
     fan_out: int = Field(ge=1)
     attempt: int = 0
-    prompt: str = ""
+    purpose: str
+    answer_schema: str
+    prompt: list[dict[str, str]]
+    max_tokens: int = 800
 
 
 class ChunkResult(Event):

@@ -16,6 +16,7 @@ from pathlib import Path
 from fixstream.analysis.chunks import chunk_id, chunk_source
 from fixstream.analysis.locate import locate_files
 from fixstream.analysis.logs import ParsedLog, identifiers, parse_log
+from fixstream.analysis.related import refine
 from fixstream.artifacts import ArtifactStore
 from fixstream.errors import LLMError
 from fixstream.llm import Gateway
@@ -71,7 +72,12 @@ def _analyse_files(
     parsed_logs = [parse_log(text, max_tokens=cfg.max_log_tokens) for text in logs]
     merged = _merge([*parsed_logs, parse_log(prose, max_tokens=cfg.max_log_tokens)])
     excerpt = "\n".join(p.text for p in parsed_logs)
-    located = locate_files(repo_dir, merged, prose, limit=cfg.max_files)
+    located = refine(
+        repo_dir,
+        locate_files(repo_dir, merged, prose, limit=cfg.max_files),
+        prose,
+        limit=cfg.max_files,
+    )
     chunks: list[ChunkRef] = []
     for found in located:
         if len(chunks) >= cfg.max_chunks:

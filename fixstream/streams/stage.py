@@ -2,8 +2,9 @@
 
 Every message is caught on its own: an exception inside a Faust agent would otherwise stop
 the agent silently while its consumer stays in the group (faust #175, #640). Outputs are
-awaited until the broker has them before the loop moves on, so nothing is committed before
-its output exists (at-least-once).
+awaited until the broker has them before the message is acked, so nothing is committed
+before its output exists (at-least-once); many messages are in flight at once, acked in
+order (``streams.inflight``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Any
 import faust
 
 from fixstream.llm.accounting import Totals
-from fixstream.schemas import BugSummary, Event, StatusEvent
+from fixstream.schemas import BugSummary, Event, StageMeta, StatusEvent
 from fixstream.streams.deadletters import DeadLetters
+from fixstream.streams.inflight import run_concurrently
 
 log = logging.getLogger(__name__)
+WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,22 @@ class Outcome:
     summary: BugSummary | None = None
     usage: Totals = field(default_factory=Totals)
     note: str = ""
+    sink: str | None = None
+    """Another topic than the stage's own (validate sends a bug back to fix)."""
+    on_emitted: Callable[[], None] | None = None
+    """Runs once the broker holds the output (validate records the bug as final)."""
 
 
-Handler = Callable[[Any], Awaitable[Outcome]]
-WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
+def stage_meta(stage: str, elapsed_s: float, usage: Totals, attempt: int = 0) -> StageMeta:
+    """Idempotence key (stage, attempt) plus what the stage cost."""
+    return StageMeta(
+        stage=stage, attempt=attempt, elapsed_ms=elapsed_s * 1000, tokens_in=usage.tokens_in,
+        tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
+    )  # fmt: skip
+
+
+Handler = Callable[[Any], Awaitable[Outcome | None]]
+"""A stage core; ``None`` means it scattered work and the gather will emit later."""
 
 
 class Stage:
@@ -46,55 +61,59 @@ class Stage:
         self,
         name: str,
         handler: Handler,
-        sink: faust.TopicT,
-        status: faust.TopicT,
-        summaries: faust.TopicT,
+        sink: str,
+        topics: Any,
         dead_letters: DeadLetters,
     ) -> None:
         self.name = name
         self.handler = handler
         self.sink = sink
-        self.status = status
-        self.summaries = summaries
+        self.topics = topics
         self.dead_letters = dead_letters
 
-    async def _status(self, bug_id: str, state: str, **fields: Any) -> None:
+    async def status_event(self, bug_id: str, state: str, **fields: Any) -> None:
         event = StatusEvent(bug_id=bug_id, stage=self.name, state=state, worker=WORKER_ID, **fields)
-        await self.status.send(key=bug_id, value=event)
+        await self.topics["bugs.status"].send(key=bug_id, value=event)
 
     async def process(self, event: faust.EventT) -> None:
         value = event.value
         bug_id = value.bug_id
         started = time.perf_counter()
-        await self._status(bug_id, "started")
+        await self.status_event(bug_id, "started")
         try:
             outcome = await self.handler(value)
         except Exception as exc:  # per-message isolation is the point (faust #175)
             letter = await self.dead_letters.send(event.message, exc, stage=self.name)
-            await self._status(
+            await self.status_event(
                 bug_id, "dead_lettered", message=f"{letter.error_class}: {letter.reason}"
             )
             return
+        if outcome is not None:
+            await self.emit(bug_id, outcome, time.perf_counter() - started)
+
+    async def emit(self, bug_id: str, outcome: Outcome, elapsed_s: float) -> None:
+        """Publish an outcome: summary, hand-off (waiting for the broker), then status."""
         if outcome.summary is not None:
-            await (await self.summaries.send(key=bug_id, value=outcome.summary))
-        await (await self.sink.send(key=bug_id, value=outcome.output))
-        elapsed_ms = (time.perf_counter() - started) * 1000
+            await (await self.topics["bugs.summaries"].send(key=bug_id, value=outcome.summary))
+        sink = self.topics[outcome.sink or self.sink]
+        await (await sink.send(key=bug_id, value=outcome.output))
+        if outcome.on_emitted is not None:
+            outcome.on_emitted()
         usage = outcome.usage
-        await self._status(
+        await self.status_event(
             bug_id,
             "done",
-            elapsed_ms=elapsed_ms,
+            elapsed_ms=elapsed_s * 1000,
             message=outcome.note,
             tokens_in=usage.tokens_in,
             tokens_out=usage.tokens_out,
             cost_usd=usage.cost_usd,
         )
-        log.info("%s: %s done in %.0f ms", self.name, bug_id, elapsed_ms)
+        log.info("%s: %s done in %.0f ms %s", self.name, bug_id, elapsed_s * 1000, outcome.note)
 
     def register(self, app: faust.App, source: faust.TopicT, concurrency: int) -> None:
         async def agent(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await self.process(event)
+            await run_concurrently(stream, self.process, concurrency)
 
         agent.__name__ = agent.__qualname__ = f"run_{self.name}"
-        app.agent(source, name=f"fixstream.{self.name}", concurrency=concurrency)(agent)
+        app.agent(source, name=f"fixstream.{self.name}", concurrency=1)(agent)

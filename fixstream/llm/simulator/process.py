@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
+from fixstream import processes
 from fixstream.broker import free_port
 
 
@@ -34,5 +35,4 @@ def simulator_process(*args: str, timeout: float = 20.0) -> Iterator[str]:
                 time.sleep(0.05)
         yield base_url
     finally:
-        process.terminate()
-        process.wait(10)
+        processes.stop(process)

@@ -142,6 +142,13 @@ def test_single_line_over_budget_is_its_own_chunk() -> None:
     assert big[0].start_line == big[0].end_line == 3
 
 
+def test_line_longer_than_the_tokenizer_accepts() -> None:
+    text = "a = 1\n" + "b" * 1_100_000 + "\nc = 2\n"
+    chunks = chunk_source("min.js", text, budget=100)
+    assert [(c.start_line, c.end_line) for c in chunks] == [(1, 1), (2, 2), (3, 3)]
+    assert chunks[1].tokens > 100
+
+
 def test_non_python_and_unparsable_python_prefer_blank_lines() -> None:
     blocks = [
         f"function f{i}(x) {{\n" + "".join(f"  x = x + {j};\n" for j in range(6)) + "}\n"

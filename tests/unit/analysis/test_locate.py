@@ -202,3 +202,15 @@ def test_limit_missing_repo_and_bounded_walk(
     assert locate_files(tmp_path / "nope", parsed, "") == []
     monkeypatch.setattr(locate, "MAX_FILES", 3)
     assert len(locate_files(repo, parsed, "apply_discount")) <= 3
+
+
+def test_local_absolute_paths_resolve_even_under_interpreter_like_dirs(tmp_path: Path) -> None:
+    root = tmp_path / "lib" / "python3.11" / "proj"  # looks like a stdlib path
+    _write(root, {"pkg/mod.py": "def f():\n    return 1 / 0\n", "mod.py": "x = 1\n"})
+    trace = (
+        "Traceback (most recent call last):\n"
+        f'  File "{root}/pkg/mod.py", line 2, in f\n'
+        "ZeroDivisionError: division by zero\n"
+    )
+    found = locate_files(root, parse_log(trace), "")
+    assert [(f.path, f.reason, f.lines) for f in found] == [("pkg/mod.py", "stack-trace", (2,))]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -208,7 +210,8 @@ def test_truncation_keeps_head_and_tail_and_all_frames() -> None:
 
 
 def test_truncation_cuts_a_single_giant_line() -> None:
-    parsed = parse_log("start\n" + "x" * 200_000 + " end\nTypeError: boom\n", max_tokens=100)
+    # Over 1M characters: more than the tokenizer accepts in a single call.
+    parsed = parse_log("start\n" + "x" * 1_100_000 + " end\nTypeError: boom\n", max_tokens=100)
     assert count_tokens(parsed.text) <= 100
     assert "truncated" in parsed.text
     assert parsed.text.endswith("TypeError: boom")
@@ -236,6 +239,26 @@ def test_identifiers_from_free_text() -> None:
     ]
     assert identifiers("the and of to in is it") == []
     assert identifiers("") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "at " + "\t" * 30_000 + "x",
+        "`" * 30_000 + "x",
+        "a" * 60_000,
+        '  File "' + ":1" * 20_000,
+        "Caused by: " + "a." * 30_000,
+        "\t" + "x.go:1 " * 10_000,
+        "a/" * 30_000 + "b",
+    ],
+    ids=lambda t: repr(t[:12]),
+)
+def test_pathological_lines_are_parsed_in_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    parse_log(text)
+    identifiers(text)
+    assert time.perf_counter() - started < 1.0
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -60,3 +60,17 @@ async def test_a_failing_model_falls_back_to_evidence_and_says_so(tmp_path):
     assert outcome.note.startswith("summary from evidence only: RetryBudgetExhaustedError")
     assert "Exceptions: KeyError" in outcome.output.summary
     assert outcome.usage.calls == 0
+
+
+async def test_locating_reaches_imports_and_plain_words(tmp_path):
+    """two_files: the wrong constant sits in a module the crashing code imports;
+    wrong_operator: a customer's words, no identifiers at all."""
+    examples = EXAMPLE.parent.parent
+    two = await analyse(report_from_file(examples / "two_files" / "report.json"), _config(tmp_path))
+    assert "station/units.py" in {c.path for c in two.chunks}
+    words = await analyse(
+        report_from_file(examples / "wrong_operator" / "report.json"), _config(tmp_path)
+    )
+    assert words.candidates[0].path == "shop/coupons.py"
+    assert words.candidates[0].reason == "keyword"
+    assert not any(c.path.startswith("tests/") for c in two.chunks + words.chunks)

@@ -1,0 +1,138 @@
+"""The five stages end to end on the embedded broker, with real workers, the simulator over
+HTTP and real test runs: bug reports in, exactly one validated fix event per bug out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import EXAMPLES, read_until
+
+from fixstream.kafka import producer, publish
+from fixstream.llm.simulator.process import simulator_process
+from fixstream.reports import report_from_file
+from fixstream.scenarios import NOT_IMPLICATED, example_rules, scenario_text
+from fixstream.schemas import BugReport, BugSummary, ChunkResult, FixEvent, StatusEvent
+from fixstream.tokens import count_tokens
+
+pytestmark = pytest.mark.integration
+STAGES = ["analysis", "reproduce", "root_cause", "fix", "validate"]
+
+
+def _reports(suffix: str, names: list[str] | None = None) -> list[BugReport]:
+    paths = sorted(EXAMPLES.glob("*/report.json"))
+    reports = [report_from_file(p) for p in paths if names is None or p.parent.name in names]
+    return [r.model_copy(update={"bug_id": f"{r.bug_id}-{suffix}"}) for r in reports]
+
+
+def _submit(settings, reports: list[BugReport]) -> None:
+    async def send() -> None:
+        async with producer(settings) as client:
+            for report in reports:
+                await publish(client, "bugs.reported", report.bug_id, report)
+
+    asyncio.run(send())
+
+
+def _fixes(settings, ids: set[str], timeout: float = 240) -> list[FixEvent]:
+    def done(records) -> bool:
+        return {r.key.decode() for r in records} >= ids
+
+    records = asyncio.run(read_until(settings, "fixes", done, timeout=timeout))
+    return [FixEvent.model_validate_json(r.value) for r in records if r.key.decode() in ids]
+
+
+def _records(settings, topic: str, settle: float = 1.0) -> list:
+    """Everything on ``topic`` so far (waiting ``settle`` seconds for stragglers)."""
+    deadline = time.monotonic() + settle
+    return asyncio.run(read_until(settings, topic, lambda _: time.monotonic() > deadline))
+
+
+def test_every_example_is_fixed_end_to_end_with_exactly_one_fix_event(settings, start_worker):
+    start_worker()
+    reports = _reports("e2e")
+    ids = {r.bug_id for r in reports}
+    _submit(settings, reports)
+    fixes = _fixes(settings, ids)
+    time.sleep(2)  # anything duplicated would arrive now
+    fixes = [
+        FixEvent.model_validate_json(r.value)
+        for r in _records(settings, "fixes")
+        if r.key.decode() in ids
+    ]
+    assert sorted(f.bug_id for f in fixes) == sorted(ids), "exactly one fix event per bug"
+    for fix in fixes:
+        assert fix.status == "fixed", (fix.bug_id, fix.reason)
+        assert fix.patch.startswith("--- a/") and "+++ b/" in fix.patch
+        assert fix.test_code and fix.test_runs and fix.test_runs[0].exit_code == 0
+        assert [s.stage for s in fix.stages] == STAGES
+        assert all(s.elapsed_ms > 0 for s in fix.stages)
+        assert sum(s.tokens_in for s in fix.stages) > 0
+    two_files = next(f for f in fixes if f.bug_id.startswith("example-two_files"))
+    assert "station/units.py" in two_files.patch and "station/report.py" in two_files.patch
+
+    # progressive summaries: every stage rewrote the bug's summary, and the summary later
+    # stages read is far smaller than the raw report it replaces
+    summaries = [
+        BugSummary.model_validate_json(r.value) for r in _records(settings, "bugs.summaries")
+    ]
+    long_log = next(r for r in reports if r.bug_id.startswith("example-long_log"))
+    mine = sorted((s for s in summaries if s.bug_id == long_log.bug_id), key=lambda s: s.revision)
+    assert [s.stage for s in mine][:4] == ["analysis", "reproduce", "root_cause", "fix"]
+    raw = count_tokens(long_log.description + "".join(a.content or "" for a in long_log.artifacts))
+    assert mine[2].tokens * 5 < raw
+
+
+def test_a_wrong_fix_is_rejected_retried_and_reported_failed(settings, start_worker, tmp_path):
+    example = EXAMPLES / "off_by_one"
+    scenario = tmp_path / "wrong.yaml"
+    scenario.write_text(scenario_text([*example_rules(example, wrong_fix=True), NOT_IMPLICATED]))
+    with simulator_process("--time-scale", "0.01", "--scenario", str(scenario)) as url:
+        wrong = settings.model_copy(update={"llm_base_url": url})
+        from fixstream.worker import WorkerProcess
+
+        worker = WorkerProcess(wrong, tmp_path / "wrong-worker.log", FIXSTREAM_FIX_ATTEMPTS="2")
+        try:
+            worker.wait_ready()
+            report = _reports("wrong", ["off_by_one"])[0]
+            _submit(wrong, [report])
+            (fix,) = _fixes(wrong, {report.bug_id})
+            statuses = [
+                StatusEvent.model_validate_json(r.value)
+                for r in _records(wrong, "bugs.status")
+                if r.key.decode() == report.bug_id
+            ]
+        finally:
+            worker.stop()
+    assert fix.status == "failed"
+    assert fix.reason.startswith("no candidate passed after 2 fix attempt(s)")
+    assert fix.patch == ""
+    assert any("test_last_partial_page_is_reachable" in run.output for run in fix.test_runs)
+    sent_back = [s for s in statuses if s.stage == "validate" and "back to fix" in s.message]
+    assert len(sent_back) == 1, "validate sent the bug back to fix once, with feedback"
+    fix_runs = [s for s in statuses if s.stage == "fix" and s.state == "done"]
+    assert len(fix_runs) == 2
+
+
+def test_two_workers_share_the_chunk_tasks_of_one_bug(settings, start_worker):
+    start_worker("worker-a")
+    start_worker("worker-b")
+    reports = _reports("shared", ["long_log", "none_handling", "two_files"])
+    ids = {r.bug_id for r in reports}
+    _submit(settings, reports)
+    fixes = _fixes(settings, ids)
+    assert sorted(f.bug_id for f in fixes) == sorted(ids)
+    assert all(f.status == "fixed" for f in fixes), [f.reason for f in fixes]
+    results = [
+        ChunkResult.model_validate_json(r.value) for r in _records(settings, "chunks.results")
+    ]
+    workers_per_bug = {
+        bug: {r.worker for r in results if r.bug_id == bug and r.task_id != "deadline"}
+        for bug in ids
+    }
+    assert len(set().union(*workers_per_bug.values())) == 2, workers_per_bug
+    assert any(len(w) == 2 for w in workers_per_bug.values()), (
+        "one bug's chunk calls were spread over both workers",
+        workers_per_bug,
+    )

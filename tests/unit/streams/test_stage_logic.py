@@ -1,0 +1,108 @@
+"""The regular-program parts of the later stages: judging runs, ranking, planning patches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fixstream.config import REPO_ROOT
+from fixstream.scenarios import example_rules, scenario_files, scenario_text
+from fixstream.schemas import (
+    AnalyzedBug,
+    BugReport,
+    ChunkRef,
+    ChunkResult,
+    Evidence,
+    RepoRef,
+    ReproducedBug,
+    Reproduction,
+    StageMeta,
+    TestRun,
+)
+from fixstream.streams.knobs import StageKnobs
+from fixstream.streams.reproduce import judge
+from fixstream.streams.root_cause import rank
+
+EXAMPLES = REPO_ROOT / "examples"
+
+
+def _run(exit_code: int, failed=(), passed=(), output="", timed_out=False) -> TestRun:
+    return TestRun(
+        command=["pytest"],
+        exit_code=exit_code,
+        failed=list(failed),
+        passed=list(passed),
+        output=output,
+        timed_out=timed_out,
+    )
+
+
+def test_judge_accepts_only_a_real_failure_of_the_new_test():
+    path = "tests/test_repro.py"
+    assert judge(_run(1, failed=[f"{path}::test_bug"]), path) is None
+    assert "passed on the buggy code" in judge(_run(0, passed=[f"{path}::t"]), path)
+    assert "timed out" in judge(_run(None, timed_out=True), path)
+    broken = _run(2, output="ERROR collecting tests/test_repro.py\nImportError: cannot import x")
+    assert "does not load" in judge(broken, path)
+    other = _run(1, failed=["tests/test_other.py::test_old"])
+    assert "no test in tests/test_repro.py failed" in judge(other, path)
+
+
+def _chunk(n: int) -> ChunkRef:
+    return ChunkRef(chunk_id=f"c{n}", path=f"m{n}.py", start_line=1, end_line=9, tokens=50)
+
+
+def _reproduced(chunks: list[ChunkRef]) -> ReproducedBug:
+    report = BugReport(bug_id="b", title="t", repo=RepoRef(path="/tmp"))
+    analyzed = AnalyzedBug(
+        bug_id="b",
+        meta=StageMeta(stage="analysis"),
+        report=report,
+        repo_dir="/tmp",
+        evidence=Evidence(),
+        chunks=chunks,
+    )
+    return ReproducedBug(
+        bug_id="b",
+        meta=StageMeta(stage="reproduce"),
+        analyzed=analyzed,
+        reproduction=Reproduction(reproduced=False),
+    )
+
+
+def _verdict(n: int, implicated: bool, score: float, ok: bool = True) -> ChunkResult:
+    return ChunkResult(
+        task_id=f"t{n}",
+        bug_id="b",
+        stage="root_cause",
+        chunk_id=f"c{n}",
+        fan_out=4,
+        ok=ok,
+        output={"implicated": implicated, "score": score, "why": f"w{n}"} if ok else {},
+    )
+
+
+def test_rank_keeps_implicated_chunks_over_the_threshold_best_first():
+    bug = _reproduced([_chunk(n) for n in range(4)])
+    knobs = StageKnobs(workspaces=Path("/tmp"), suspect_threshold=0.5, fix_suspects=3)
+    results = [
+        _verdict(0, False, 0.9),
+        _verdict(1, True, 0.6),
+        _verdict(2, True, 0.95),
+        _verdict(3, True, 0.2, ok=False),
+    ]
+    assert [s.chunk.chunk_id for s in rank(bug, results, knobs)] == ["c2", "c1"]
+
+
+def test_rank_falls_back_to_the_single_best_guess():
+    bug = _reproduced([_chunk(n) for n in range(2)])
+    knobs = StageKnobs(workspaces=Path("/tmp"))
+    suspects = rank(bug, [_verdict(0, False, 0.3), _verdict(1, False, 0.1)], knobs)
+    assert [s.chunk.chunk_id for s in suspects] == ["c0"]
+
+
+def test_committed_scenarios_match_fix_json():
+    """Run `fixstream examples scenarios` after changing a fix.json or a prompt format."""
+    for example in sorted(p.parent for p in EXAMPLES.glob("*/fix.json")):
+        committed = (example / "scenario.yaml").read_text()
+        assert committed == scenario_text(example_rules(example)), example.name
+    assert scenario_files(EXAMPLES)[-1].name == "scenario.common.yaml"  # fallbacks go last
