@@ -24,11 +24,29 @@ def _encoding() -> bpe_openai.Encoding:
     return bpe_openai.get_encoding(ENCODING_NAME)
 
 
+# bpe_openai refuses one call over 1M characters or 200k tokens; a character is at most
+# 4 tokens (byte fallback), so pieces of this many characters are always safe.
+_SAFE_CHARS = 40_000
+
+
 def count_tokens(text: str) -> int:
-    """Number of o200k_base tokens in ``text``."""
+    """Number of o200k_base tokens in ``text``, for text of any length.
+
+    Long text is counted in newline-aligned pieces; the sum may differ from one whole count
+    by about a token per piece.
+    """
     if not text:
         return 0
-    return len(_encoding().encode(text))
+    if len(text) <= _SAFE_CHARS:
+        return len(_encoding().encode(text))
+    total = start = 0
+    while start < len(text):
+        end = min(len(text), start + _SAFE_CHARS)
+        if end < len(text) and (newline := text.rfind("\n", start, end)) > start:
+            end = newline + 1
+        total += len(_encoding().encode(text[start:end]))
+        start = end
+    return total
 
 
 def truncate_to_tokens(text: str, limit: int) -> str:

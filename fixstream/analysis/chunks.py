@@ -11,7 +11,9 @@ is a hard limit for every multi-line chunk. Other languages, and Python that doe
 are cut by lines, preferring blank lines. Adjacent small pieces are then merged greedily.
 
 Lines are those of ``str.splitlines()``; token counts are exact counts of the chunk's text
-with its original line endings (BPE is not additive, so spans are always counted whole).
+with its original line endings (BPE is not additive, so spans are always counted whole;
+only spans over 40k characters, which the tokenizer cannot take at once, are summed from
+newline-aligned pieces).
 """
 
 from __future__ import annotations
@@ -30,29 +32,10 @@ __all__ = ["SourceChunk", "chunk_id", "chunk_source"]
 _PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
 _AST_NEWLINE = re.compile(r"\r\n|\r|\n")
 # str.splitlines() breaks on these too; the Python tokenizer does not.
-_EXTRA_BREAKS = frozenset("\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+_EXTRA_BREAKS = re.compile("[\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _BLOCK_FIELDS = ("body", "handlers", "orelse", "finalbody", "cases")
 _MAX_LISTED_SYMBOLS = 3
-
-# bpe_openai refuses one call over 1M characters or 200k tokens; a character is at most
-# 4 tokens (byte fallback), so pieces of this many characters are always safe.
-_SAFE_CHARS = 40_000
-
-
-def _count(text: str) -> int:
-    """``count_tokens`` for text of any length: long text is counted in newline-aligned
-    pieces (the sum may differ from one whole count by about a token per piece)."""
-    if len(text) <= _SAFE_CHARS:
-        return count_tokens(text)
-    total = start = 0
-    while start < len(text):
-        end = min(len(text), start + _SAFE_CHARS)
-        if end < len(text) and (newline := text.rfind("\n", start, end)) > start:
-            end = newline + 1
-        total += count_tokens(text[start:end])
-        start = end
-    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +76,7 @@ class _Source:
     def tokens(self, start: int, end: int) -> int:
         key = (start, end)
         if key not in self._memo:
-            self._memo[key] = _count("".join(self.lines[start - 1 : end]))
+            self._memo[key] = count_tokens("".join(self.lines[start - 1 : end]))
         return self._memo[key]
 
     def fits(self, start: int, end: int, budget: int) -> bool:
@@ -185,7 +168,7 @@ class _LineMap:
 
     def __init__(self, src: _Source) -> None:
         self._n = len(src.lines)
-        self._identity = not any(c in _EXTRA_BREAKS for c in src.text)
+        self._identity = _EXTRA_BREAKS.search(src.text) is None
         if not self._identity:
             self._ast_starts = [0, *(m.end() for m in _AST_NEWLINE.finditer(src.text))]
             self._starts = [0]

@@ -35,25 +35,6 @@ SOURCE_EXTENSIONS: frozenset[str] = frozenset(
 
 _EXT_ALT = "|".join(sorted(SOURCE_EXTENSIONS, key=len, reverse=True))
 
-# bpe_openai refuses one call over 1M characters or 200k tokens; a character is at most
-# 4 tokens (byte fallback), so pieces of this many characters are always safe.
-_SAFE_CHARS = 40_000
-
-
-def _count(text: str) -> int:
-    """``count_tokens`` for text of any length: long text is counted in newline-aligned
-    pieces (the sum may differ from one whole count by about a token per piece)."""
-    if len(text) <= _SAFE_CHARS:
-        return count_tokens(text)
-    total = start = 0
-    while start < len(text):
-        end = min(len(text), start + _SAFE_CHARS)
-        if end < len(text) and (newline := text.rfind("\n", start, end)) > start:
-            end = newline + 1
-        total += count_tokens(text[start:end])
-        start = end
-    return total
-
 
 # --- line-level patterns -------------------------------------------------------------------
 
@@ -284,7 +265,7 @@ def _fit_prefix(line: str, budget: int) -> str:
     lo, hi = 0, min(len(line), (budget + 1) * 256)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _count(line[:mid]) <= budget:
+        if count_tokens(line[:mid]) <= budget:
             lo = mid
         else:
             hi = mid - 1
@@ -296,7 +277,7 @@ def _fit_suffix(line: str, budget: int) -> str:
     lo, hi = 0, min(len(line), (budget + 1) * 256)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _count(line[len(line) - mid :]) <= budget:
+        if count_tokens(line[len(line) - mid :]) <= budget:
             lo = mid
         else:
             hi = mid - 1
@@ -308,7 +289,7 @@ def _take(lines: Iterable[str], budget: int, *, tail: bool) -> list[str]:
     kept: list[str] = []
     used = 0
     for line in lines:
-        cost = _count(line + "\n")
+        cost = count_tokens(line + "\n")
         if used + cost <= budget:
             kept.append(line)
             used += cost
@@ -323,15 +304,15 @@ def _take(lines: Iterable[str], budget: int, *, tail: bool) -> list[str]:
 def _truncate(lines: list[str], total_tokens: int, max_tokens: int) -> str:
     """Keep head (1/3) and tail (2/3, where tracebacks live) around a middle marker."""
     worst = _TRUNC_MARK.format(lines=len(lines), tokens=total_tokens)
-    room = max(0, max_tokens - _count(worst) - 2)
+    room = max(0, max_tokens - count_tokens(worst) - 2)
     for _ in range(8):  # shrink until the joined text (BPE is not additive) fits
         head = _take(lines, room // 3, tail=False)
         tail = _take(reversed(lines), room - room // 3, tail=True)
         dropped = max(0, len(lines) - len(head) - len(tail))
-        kept_tokens = _count("\n".join(head)) + _count("\n".join(tail))
+        kept_tokens = count_tokens("\n".join(head)) + count_tokens("\n".join(tail))
         marker = _TRUNC_MARK.format(lines=dropped, tokens=max(0, total_tokens - kept_tokens))
         text = "\n".join([*head, marker, *tail])
-        excess = _count(text) - max_tokens
+        excess = count_tokens(text) - max_tokens
         if excess <= 0 or room == 0:
             return text if excess <= 0 else marker
         room = max(0, room - excess - 1)
@@ -342,7 +323,7 @@ def _clean(text: str, max_tokens: int) -> str:
     """Collapse repeats, then cut the middle out if the log is still over budget."""
     lines = _collapse(text.splitlines())
     cleaned = "\n".join(lines)
-    total = _count(cleaned)
+    total = count_tokens(cleaned)
     if total <= max_tokens:
         return cleaned
     return _truncate(lines, total, max_tokens)
