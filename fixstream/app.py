@@ -12,6 +12,7 @@ from fixstream.codec import register_codecs
 from fixstream.config import Settings
 from fixstream.llm import Gateway
 from fixstream.llm.build import build_gateway
+from fixstream.sandbox.workspace import default_root
 from fixstream.schemas import BugReport, FixEvent, PatchedBug
 from fixstream.streams import analysis, fix, reproduce, root_cause, validate
 from fixstream.streams.deadletters import DeadLetters
@@ -84,7 +85,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         inline_limit=settings.inline_artifact_bytes,
     )
     knobs = StageKnobs(
-        workspaces=settings.data_dir / "workspaces",
+        workspaces=settings.workspace_dir or default_root(),
         test_timeout_s=settings.test_timeout_s,
         test_memory_mb=settings.test_memory_mb,
         reproduce_attempts=settings.reproduce_attempts,
@@ -95,9 +96,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         deadline_s=settings.gather_deadline_s, chunk_concurrency=settings.chunk_concurrency,
         gather_concurrency=settings.agent_concurrency,
     )  # fmt: skip
-    finals = app.Table(
-        "fixstream-finals", default=None, partitions=partitions, value_serializer="json"
-    )
+    finals = app.Table("fixstream-finals", default=None, partitions=partitions)
 
     def stage(name: str, handler: Handler, source: str, sink: str) -> Stage:
         s = Stage(name, handler, sink, topics, dead_letters)

@@ -152,7 +152,12 @@ def submit(
     """Publish a bug report to bugs.reported, from a JSON file or from flags."""
     settings = _settings_with_broker()
     if file is not None:
-        report = report_from_file(file, bug_id)
+        report = report_from_file(
+            file,
+            bug_id,
+            store=ArtifactStore(settings.artifact_dir),
+            inline_limit=settings.inline_artifact_bytes,
+        )
     elif repo is not None and title is not None:
         report = report_from_flags(
             repo=repo,

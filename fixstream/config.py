@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     max_log_tokens: int = Field(default=4000, ge=100)
     max_candidate_files: int = Field(default=12, ge=1)
     max_chunks: int = Field(default=64, ge=1)
+    workspace_dir: Path | None = None
+    """Where test workspaces are made; must be reachable by the sandbox user (nobody).
+    None: <tmp>/fixstream-workspaces."""
     gather_deadline_s: float = Field(default=300.0, gt=0)
     """A scatter goes on with the results it has once this passes, and says so."""
     test_timeout_s: float = Field(default=120.0, gt=0)

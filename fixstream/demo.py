@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from rich.console import Console
 
+from fixstream.artifacts import ArtifactStore
 from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker
 from fixstream.config import REPO_ROOT, Settings
 from fixstream.kafka import producer, publish
@@ -63,7 +64,11 @@ def run_demo(settings: Settings, console: Console, timeout: float, sim_time_scal
         try:
             worker.wait_ready()
             run_id = time.strftime("%H%M%S")
-            bugs = [report_from_file(path) for path in reports]
+            store = ArtifactStore(settings.artifact_dir)
+            bugs = [
+                report_from_file(p, store=store, inline_limit=settings.inline_artifact_bytes)
+                for p in reports
+            ]
             bugs = [b.model_copy(update={"bug_id": f"{b.bug_id}-{run_id}"}) for b in bugs]
 
             async def submit() -> None:

@@ -83,3 +83,8 @@ class RetryBudgetExhaustedError(LLMError):
     """Every attempt failed; the last error is the cause."""
 
     retryable = True
+
+
+class EditRejectedError(BadInputError):
+    """An LLM-proposed edit that may not be applied: outside the workspace, absent or
+    ambiguous search text, a binary file. The message says which and why."""

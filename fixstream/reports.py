@@ -15,8 +15,15 @@ def new_bug_id() -> str:
     return f"bug-{uuid.uuid4().hex[:12]}"
 
 
-def report_from_file(path: Path, bug_id: str | None = None) -> BugReport:
-    """A report from JSON; a relative ``repo.path`` is taken relative to the file."""
+def report_from_file(
+    path: Path,
+    bug_id: str | None = None,
+    *,
+    store: ArtifactStore | None = None,
+    inline_limit: int = 16_384,
+) -> BugReport:
+    """A report from JSON; a relative ``repo.path`` is taken relative to the file, and with a
+    ``store`` artifacts over ``inline_limit`` bytes travel by claim check."""
     data = orjson.loads(path.read_bytes())
     repo = data.get("repo") or {}
     if repo.get("path") and not Path(repo["path"]).is_absolute():
@@ -27,7 +34,11 @@ def report_from_file(path: Path, bug_id: str | None = None) -> BugReport:
         source = artifact.pop("file", None)
         if source is not None:
             artifact["content"] = (path.parent / source).read_text(errors="replace")
-    return BugReport.model_validate(data)
+    report = BugReport.model_validate(data)
+    if store is None:
+        return report
+    artifacts = [store.claim_check(a, inline_limit) for a in report.artifacts]
+    return report.model_copy(update={"artifacts": artifacts})
 
 
 def report_from_flags(

@@ -67,7 +67,7 @@ class Board:
 
     def table(self) -> Table:
         table = Table(title="fixstream")
-        table.add_column("bug")
+        table.add_column("bug", overflow="fold")
         for stage in STAGES:
             table.add_column(stage)
         table.add_column("result")

@@ -69,9 +69,7 @@ class ScatterGather:
         self.results = topics["chunks.results"]
         self.deadline_s = deadline_s
         self.gatherers: dict[str, _Gatherer] = {}
-        self.pending = app.Table(
-            "fixstream-gather", default=None, partitions=partitions, value_serializer="json"
-        )
+        self.pending = app.Table("fixstream-gather", default=None, partitions=partitions)
         app.agent(self.tasks, name="fixstream.chunk_worker")(
             self._agent(self._call, chunk_concurrency)
         )

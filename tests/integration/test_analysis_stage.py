@@ -157,7 +157,11 @@ def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(settings, start_w
     records = asyncio.run(
         read_until(settings, "bugs.dlq", lambda rs: {r.key for r in rs} >= set(bad))
     )
-    letters = {r.key: (DeadLetter.from_record(r.key, r.value, list(r.headers)), r) for r in records}
+    letters = {
+        r.key: (DeadLetter.from_record(r.key, r.value, list(r.headers)), r)
+        for r in records
+        if r.key in bad  # other tests of this module share the broker
+    }
     reasons = {key.decode(): letter.reason for key, (letter, _) in letters.items()}
     assert "not valid JSON" in reasons["bad-json"]
     assert "title: Input should be a valid string" in reasons["bad-schema"]

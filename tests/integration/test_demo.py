@@ -10,7 +10,7 @@ from fixstream.config import REPO_ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_demo_takes_every_bundled_example_through_the_pipeline(tmp_path):
+def test_demo_fixes_every_bundled_example_end_to_end(tmp_path):
     examples = sorted(p.parent.name for p in (REPO_ROOT / "examples").glob("*/report.json"))
     assert len(examples) >= 5
     result = subprocess.run(
@@ -22,5 +22,6 @@ def test_demo_takes_every_bundled_example_through_the_pipeline(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"{len(examples)}/{len(examples)} examples through" in result.stdout
+    assert f"{len(examples)}/{len(examples)} examples fixed end to end" in result.stdout
+    assert result.stdout.count("fixed") >= len(examples) + 1  # one per row, and the total
     assert "LLM SIMULATOR (not a real model)" in result.stdout

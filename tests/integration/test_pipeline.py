@@ -9,6 +9,7 @@ import time
 import pytest
 from conftest import EXAMPLES, read_until
 
+from fixstream.artifacts import ArtifactStore
 from fixstream.kafka import producer, publish
 from fixstream.llm.simulator.process import simulator_process
 from fixstream.reports import report_from_file
@@ -20,10 +21,19 @@ pytestmark = pytest.mark.integration
 STAGES = ["analysis", "reproduce", "root_cause", "fix", "validate"]
 
 
-def _reports(suffix: str, names: list[str] | None = None) -> list[BugReport]:
+def _reports(settings, suffix: str, names: list[str] | None = None) -> list[BugReport]:
+    store = ArtifactStore(settings.artifact_dir)
     paths = sorted(EXAMPLES.glob("*/report.json"))
-    reports = [report_from_file(p) for p in paths if names is None or p.parent.name in names]
+    reports = [
+        report_from_file(p, store=store, inline_limit=settings.inline_artifact_bytes)
+        for p in paths
+        if names is None or p.parent.name in names
+    ]
     return [r.model_copy(update={"bug_id": f"{r.bug_id}-{suffix}"}) for r in reports]
+
+
+def await_text(store: ArtifactStore, artifact) -> str:
+    return asyncio.run(store.text_of(artifact))
 
 
 def _submit(settings, reports: list[BugReport]) -> None:
@@ -51,7 +61,7 @@ def _records(settings, topic: str, settle: float = 1.0) -> list:
 
 def test_every_example_is_fixed_end_to_end_with_exactly_one_fix_event(settings, start_worker):
     start_worker()
-    reports = _reports("e2e")
+    reports = _reports(settings, "e2e")
     ids = {r.bug_id for r in reports}
     _submit(settings, reports)
     fixes = _fixes(settings, ids)
@@ -80,7 +90,10 @@ def test_every_example_is_fixed_end_to_end_with_exactly_one_fix_event(settings, 
     long_log = next(r for r in reports if r.bug_id.startswith("example-long_log"))
     mine = sorted((s for s in summaries if s.bug_id == long_log.bug_id), key=lambda s: s.revision)
     assert [s.stage for s in mine][:4] == ["analysis", "reproduce", "root_cause", "fix"]
-    raw = count_tokens(long_log.description + "".join(a.content or "" for a in long_log.artifacts))
+    store = ArtifactStore(settings.artifact_dir)
+    raw = count_tokens(
+        long_log.description + "".join([await_text(store, a) for a in long_log.artifacts])
+    )
     assert mine[2].tokens * 5 < raw
 
 
@@ -95,7 +108,7 @@ def test_a_wrong_fix_is_rejected_retried_and_reported_failed(settings, start_wor
         worker = WorkerProcess(wrong, tmp_path / "wrong-worker.log", FIXSTREAM_FIX_ATTEMPTS="2")
         try:
             worker.wait_ready()
-            report = _reports("wrong", ["off_by_one"])[0]
+            report = _reports(wrong, "wrong", ["off_by_one"])[0]
             _submit(wrong, [report])
             (fix,) = _fixes(wrong, {report.bug_id})
             statuses = [
@@ -118,7 +131,7 @@ def test_a_wrong_fix_is_rejected_retried_and_reported_failed(settings, start_wor
 def test_two_workers_share_the_chunk_tasks_of_one_bug(settings, start_worker):
     start_worker("worker-a")
     start_worker("worker-b")
-    reports = _reports("shared", ["long_log", "none_handling", "two_files"])
+    reports = _reports(settings, "shared", ["long_log", "none_handling", "two_files"])
     ids = {r.bug_id for r in reports}
     _submit(settings, reports)
     fixes = _fixes(settings, ids)

@@ -6,6 +6,7 @@ simulator is reproducible, and sized by tokens so the latency model sees realist
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
@@ -66,6 +67,9 @@ class ScenarioRule(BaseModel):
     match: str
     model: str | None = None
     response: Any
+    delay_seconds: float = 0.0
+    """Extra wall-clock seconds before the first token (not time-scaled): a slow call on
+    purpose, for delivery tests."""
 
     def content(self) -> str:
         """The answer text; JSON values (objects, lists, numbers) are serialized compactly."""
@@ -456,6 +460,7 @@ class GeneratedContent:
     finish_reason: FinishReason
     output_tokens: int
     kind: ContentKind
+    delay_seconds: float = 0.0
 
     @property
     def is_json(self) -> bool:
@@ -498,7 +503,8 @@ class ContentGenerator:
     ) -> GeneratedContent:
         for compiled in self._rules:
             if compiled.matches(prompt, model):
-                return _cap(compiled.rule.content(), "scenario", max_tokens)
+                answer = _cap(compiled.rule.content(), "scenario", max_tokens)
+                return dataclasses.replace(answer, delay_seconds=compiled.rule.delay_seconds)
         seed = prompt_seed(prompt, f"{self.seed}:{model}")
         target = max_tokens if max_tokens is not None else self.default_output_tokens
         fmt = (response_format or {}).get("type")

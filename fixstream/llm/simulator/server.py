@@ -422,7 +422,7 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         max_tokens=max_tokens,
     )
     generated = _apply_content_fault(generated, fault, state.rng)
-    ttft = state.scaled(ttft_seconds(profile, input_tokens))
+    ttft = state.scaled(ttft_seconds(profile, input_tokens)) + generated.delay_seconds
     decode = state.scaled(decode_seconds(profile, generated.output_tokens))
     meta = {
         "id": state.next_id("chatcmpl"),

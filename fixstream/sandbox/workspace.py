@@ -1,0 +1,98 @@
+"""Workspaces: a fresh copy of the repository per bug and per candidate patch.
+
+No ``.git`` (no history beyond the commit under test), no caches, and no symlink that points
+outside the copy. Every path an LLM names is resolved through ``Workspace.resolve``, which
+refuses anything that would leave it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from fixstream.errors import EditRejectedError
+
+IGNORED = (
+    ".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "venv",
+    "node_modules", ".fixstream", "*.pyc",
+)  # fmt: skip
+PRIVATE = ".fixstream"
+"""A directory inside each workspace for the sandbox's own files (junit report, HOME, TMP)."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    path: Path
+
+    def resolve(self, rel: str) -> Path:
+        """The absolute path of ``rel`` inside the workspace, or EditRejectedError."""
+        if not rel or not rel.strip():
+            raise EditRejectedError("an empty path")
+        pure = PurePosixPath(rel)
+        if pure.is_absolute() or rel.startswith(("~", "\\")) or ":" in pure.parts[0]:
+            raise EditRejectedError(f"{rel}: absolute paths are refused")
+        if ".." in pure.parts:
+            raise EditRejectedError(f"{rel}: '..' leaves the workspace")
+        if pure.parts[0] == PRIVATE:
+            raise EditRejectedError(f"{rel}: the sandbox's own directory")
+        root = self.path.resolve()
+        target = (root / pure).resolve()  # follows symlinks, also for missing leaves' parents
+        if target != root and root not in target.parents:
+            raise EditRejectedError(f"{rel}: resolves outside the workspace (symlink?)")
+        return root / pure
+
+    async def remove(self) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.path, True)
+
+    async def snapshot_digest(self) -> str:
+        """sha256 over every file's path and bytes: the same content, the same digest."""
+        return await asyncio.to_thread(_digest, self.path)
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and PRIVATE not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _drop_escaping_links(root: Path) -> None:
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if target != real_root and real_root not in target.parents:
+                    path.unlink()
+
+
+def _copy(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
+    _drop_escaping_links(target)
+    (target / PRIVATE).mkdir()
+
+
+def default_root() -> Path:
+    """Workspaces live where the unprivileged sandbox user can reach them."""
+    return Path(tempfile.gettempdir()) / "fixstream-workspaces"
+
+
+def _make_root(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o711)  # traversable, not listable
+
+
+async def make_workspace(repo_dir: Path, root: Path, name: str) -> Workspace:
+    """A fresh copy of ``repo_dir`` under ``root`` (copied in a thread)."""
+    target = root / f"{name}-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(_make_root, root)
+    await asyncio.to_thread(_copy, repo_dir, target)
+    return Workspace(target)
