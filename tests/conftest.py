@@ -21,9 +21,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def broker(tmp_path_factory) -> Iterator[EmbeddedBroker]:
-    """One in-memory broker per test module, with every topic of topics.yaml created."""
+    """An in-memory broker per test (it starts in milliseconds), every topic created: no test
+    sees another's messages."""
     log = tmp_path_factory.mktemp("broker") / "broker.log"
     embedded = EmbeddedBroker(log=log)
     asyncio.run(embedded.start())

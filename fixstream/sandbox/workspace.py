@@ -22,6 +22,8 @@ IGNORED = (
     ".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "venv",
     "node_modules", ".fixstream", "*.pyc",
 )  # fmt: skip
+MAX_PATH = 1024
+MAX_NAME = 255
 PRIVATE = ".fixstream"
 """A directory inside each workspace for the sandbox's own files (junit report, HOME, TMP)."""
 
@@ -34,7 +36,11 @@ class Workspace:
         """The absolute path of ``rel`` inside the workspace, or EditRejectedError."""
         if not rel or not rel.strip():
             raise EditRejectedError("an empty path")
+        if len(rel) > MAX_PATH or any(ord(c) < 32 for c in rel):
+            raise EditRejectedError(f"{rel[:80]!r}: not a plausible file path")
         pure = PurePosixPath(rel)
+        if any(len(part.encode()) > MAX_NAME for part in pure.parts):
+            raise EditRejectedError(f"{rel[:80]!r}: a path component over {MAX_NAME} bytes")
         if pure.is_absolute() or rel.startswith(("~", "\\")) or ":" in pure.parts[0]:
             raise EditRejectedError(f"{rel}: absolute paths are refused")
         if ".." in pure.parts:

@@ -11,9 +11,10 @@ import asyncio
 from pathlib import Path
 
 from fixstream.chunktext import chunk_text, header
-from fixstream.errors import LLMError
+from fixstream.errors import EditRejectedError, LLMError
 from fixstream.llm.gateway import Gateway
 from fixstream.sandbox.edits import EditProposal
+from fixstream.sandbox.workspace import Workspace
 from fixstream.schemas import (
     CandidatePatch,
     ChunkResult,
@@ -82,10 +83,18 @@ async def scatter(bug: RootCausedBug, sg: ScatterGather, knobs: StageKnobs) -> O
 
 
 def _spans(repo_dir: Path, edits: list[Edit]) -> list[tuple[str, int, int]]:
-    """Where each edit's search text sits in the original file (unfound edits have no span)."""
+    """Where each edit's search text sits in the original file (unfound edits have no span).
+
+    Paths come from the model: resolved like the sandbox does, so nothing outside the
+    repository is ever read; validate refuses such edits with the reason.
+    """
     spans = []
+    repo = Workspace(repo_dir)
     for edit in edits:
-        path = repo_dir / edit.path
+        try:
+            path = repo.resolve(edit.path)
+        except EditRejectedError:
+            continue
         text = path.read_text(errors="replace") if edit.search and path.is_file() else ""
         at = text.find(edit.search) if text else -1
         if at >= 0:

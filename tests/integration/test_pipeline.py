@@ -14,8 +14,16 @@ from fixstream.kafka import producer, publish
 from fixstream.llm.simulator.process import simulator_process
 from fixstream.reports import report_from_file
 from fixstream.scenarios import NOT_IMPLICATED, example_rules, scenario_text
-from fixstream.schemas import BugReport, BugSummary, ChunkResult, FixEvent, StatusEvent
+from fixstream.schemas import (
+    BugReport,
+    BugSummary,
+    ChunkResult,
+    ChunkTask,
+    FixEvent,
+    StatusEvent,
+)
 from fixstream.tokens import count_tokens
+from fixstream.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 STAGES = ["analysis", "reproduce", "root_cause", "fix", "validate"]
@@ -95,6 +103,13 @@ def test_every_example_is_fixed_end_to_end_with_exactly_one_fix_event(settings, 
         long_log.description + "".join([await_text(store, a) for a in long_log.artifacts])
     )
     assert mine[2].tokens * 5 < raw
+    tasks = [
+        ChunkTask.model_validate_json(r.value)
+        for r in _records(settings, "chunks.tasks")
+        if ChunkTask.model_validate_json(r.value).bug_id == long_log.bug_id
+    ]
+    assert tasks, "root cause and fix scattered chunk calls"
+    assert all(count_tokens(t.prompt[-1]["content"]) * 3 < raw for t in tasks)
 
 
 def test_a_wrong_fix_is_rejected_retried_and_reported_failed(settings, start_worker, tmp_path):
@@ -103,8 +118,6 @@ def test_a_wrong_fix_is_rejected_retried_and_reported_failed(settings, start_wor
     scenario.write_text(scenario_text([*example_rules(example, wrong_fix=True), NOT_IMPLICATED]))
     with simulator_process("--time-scale", "0.01", "--scenario", str(scenario)) as url:
         wrong = settings.model_copy(update={"llm_base_url": url})
-        from fixstream.worker import WorkerProcess
-
         worker = WorkerProcess(wrong, tmp_path / "wrong-worker.log", FIXSTREAM_FIX_ATTEMPTS="2")
         try:
             worker.wait_ready()
@@ -149,3 +162,54 @@ def test_two_workers_share_the_chunk_tasks_of_one_bug(settings, start_worker):
         "one bug's chunk calls were spread over both workers",
         workers_per_bug,
     )
+
+
+def _run_with_scenario(settings, tmp_path, rules, names, suffix, **env):
+    """One worker against a simulator scripted with ``rules``; the fix events and statuses."""
+    scenario = tmp_path / f"{suffix}.yaml"
+    scenario.write_text(scenario_text(rules))
+    args = ["--time-scale", "0.01", *(["--scenario", str(scenario)] if rules else [])]
+    with simulator_process(*args) as url:
+        scripted = settings.model_copy(update={"llm_base_url": url})
+        worker = WorkerProcess(scripted, tmp_path / f"{suffix}.log", **env)
+        try:
+            worker.wait_ready()
+            reports = _reports(scripted, suffix, names)
+            _submit(scripted, reports)
+            ids = {r.bug_id for r in reports}
+            fixes = _fixes(scripted, ids)
+            statuses = [
+                StatusEvent.model_validate_json(r.value)
+                for r in _records(scripted, "bugs.status")
+                if r.key.decode() in ids
+            ]
+        finally:
+            worker.stop()
+    return fixes, statuses
+
+
+def test_without_a_scenario_a_bug_is_never_reported_fixed(settings, tmp_path):
+    """The simulator's unscripted answers are arbitrary (schema-valid, meaningless)."""
+    fixes, _ = _run_with_scenario(
+        settings, tmp_path, [], ["off_by_one", "two_files"], "unscripted",
+        FIXSTREAM_FIX_ATTEMPTS="2", FIXSTREAM_REPRODUCE_ATTEMPTS="1",
+    )  # fmt: skip
+    assert len(fixes) == 2
+    assert all(f.status == "failed" for f in fixes), [(f.status, f.reason) for f in fixes]
+
+
+def test_a_gather_past_its_deadline_goes_on_with_what_it_has(settings, tmp_path):
+    example = EXAMPLES / "off_by_one"
+    slow_chunk = {  # one innocent chunk's verdict takes far longer than the deadline
+        "match": "re:(?s)TASK: root-cause one chunk.*\\nCHUNK pager/links\\.py",
+        "response": {"implicated": False, "score": 0.0, "why": "late"},
+        "delay_seconds": 30,
+    }
+    fixes, statuses = _run_with_scenario(
+        settings, tmp_path, [slow_chunk, *example_rules(example), NOT_IMPLICATED],
+        ["off_by_one"], "deadline", FIXSTREAM_GATHER_DEADLINE_S="4",
+    )  # fmt: skip
+    (fix,) = fixes
+    assert fix.status == "fixed", fix.reason
+    root_cause = next(s for s in statuses if s.stage == "root_cause" and s.state == "done")
+    assert root_cause.message.startswith("deadline: gathered 2 of 3 chunks")

@@ -25,7 +25,10 @@ def ws(tmp_path: Path) -> Workspace:
     return Workspace(root)
 
 
-@pytest.mark.parametrize("path", ["../x.py", "/etc/passwd", "pkg/../../x.py", "", "~/x"])
+@pytest.mark.parametrize(
+    "path",
+    ["../x.py", "/etc/passwd", "pkg/../../x.py", "", "~/x", "a" * 300 + ".py", "x\n.py"],
+)
 def test_paths_that_leave_the_workspace_are_refused(ws, path):
     with pytest.raises(EditRejectedError):
         apply_edits(ws, [Edit(path=path, search="", replace="pwned\n")])
