@@ -286,6 +286,81 @@ def sim(
         asyncio.run(serve_forever(settings, host, port))
 
 
+VERDICT_TOKENS = 150
+"""Output tokens a root-cause verdict takes (ChunkVerdict: a bool, a score, two sentences)."""
+
+
+def _bug_workload(path: Path, settings: Settings) -> tuple[int, int, int, int]:
+    """(raw report tokens, input tokens, output tokens, calls) of a bug's root-cause scatter,
+    from the analysis stage's regular program: real chunks, real counts, no tokens spent."""
+    from fixstream.streams.analysis import AnalysisConfig, analyse
+    from fixstream.summaries import render
+    from fixstream.tokens import count_tokens
+
+    store = ArtifactStore(settings.artifact_dir)
+    report = report_from_file(path, store=store, inline_limit=settings.inline_artifact_bytes)
+    cfg = AnalysisConfig(store=store, checkout_dir=settings.checkout_dir,
+                         chunk_budget=settings.chunk_token_budget)  # fmt: skip
+    bug = asyncio.run(analyse(report, cfg))
+    logs = [asyncio.run(store.text_of(a)) for a in bug.report.artifacts]
+    raw = count_tokens("\n".join([report.title, report.description, *logs]))
+    summary = count_tokens(render(bug, None))
+    calls = max(1, len(bug.chunks))
+    input_tokens = sum(c.tokens for c in bug.chunks) + calls * summary
+    return raw, input_tokens, calls * VERDICT_TOKENS, calls
+
+
+@cli.command()
+def plan(
+    input_tokens: int = 100_000,
+    output_tokens: int = 10_000,
+    parallel: Annotated[int, typer.Option(help="Calls in flight at once.")] = 16,
+    chunks: Annotated[int | None, typer.Option(help="Calls to cut the work into.")] = None,
+    model: Annotated[str, typer.Option(help="A simulator profile for the timings.")] = "gpt-4.1",
+    tpm: int | None = None,
+    rpm: int | None = None,
+    bug: Annotated[Path | None, typer.Option(help="Estimate a real report's root cause.")] = None,
+) -> None:
+    """Do your own math: one LLM call against many in parallel, before spending a token."""
+    from rich.table import Table
+
+    from fixstream.llm.accounting import cost_usd
+    from fixstream.llm.simulator import builtin_profiles
+    from fixstream.planner import Profile
+    from fixstream.planner import plan as make_plan
+
+    profiles = builtin_profiles()
+    if model not in profiles:
+        raise typer.BadParameter(f"unknown model {model!r}; known: {', '.join(profiles)}")
+    sim = profiles[model]
+    profile = Profile(
+        prefill_ms_per_input_token=sim.prefill_ms_per_input_token,
+        output_tokens_per_second=sim.output_tokens_per_second,
+        base_latency_ms=sim.base_latency_ms if bug else 0.0,
+    )
+    if bug is not None:
+        raw, input_tokens, output_tokens, chunks = _bug_workload(bug, State.settings)
+        console.print(
+            f"{bug}: report and logs {raw:,} tokens; root cause sends {input_tokens:,} "
+            f"tokens in {chunks} chunk calls and gets about {output_tokens:,} back"
+        )
+    result = make_plan(profile, input_tokens, output_tokens, parallel, chunks=chunks, tpm=tpm,
+                       rpm=rpm)  # fmt: skip
+    table = Table(title=f"{input_tokens:,} input / {output_tokens:,} output tokens on {model}")
+    for column in ("", "calls", "prefill s", "decode s", "total s"):
+        table.add_column(column, justify="right")
+    for name, leg in (("one call", result.one_call), ("split", result.split)):
+        table.add_row(name, f"{leg.calls} ({leg.parallel} at once)", f"{leg.prefill_s:.1f}",
+                      f"{leg.decode_s:.1f}", f"{leg.total_s:.1f}")  # fmt: skip
+    console.print(table)
+    console.print(f"speedup {result.speedup:.1f}x")
+    if result.rate_bound_s is not None:
+        console.print(f"the TPM/RPM limits need at least {result.rate_bound_s:.1f} s: the split "
+                      f"takes {result.split_with_limits_s:.1f} s")  # fmt: skip
+    prices = State.settings.llm_prices
+    console.print(f"cost ${cost_usd(prices, model, input_tokens, output_tokens):.4f}")
+
+
 examples_cli = typer.Typer(no_args_is_help=True, help="The bundled examples.")
 cli.add_typer(examples_cli, name="examples")
 
