@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+from typing import Any
 
 import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from fixstream.artifacts import ArtifactStore
 from fixstream.codec import register_codecs
@@ -18,8 +22,9 @@ from fixstream.streams import analysis, fix, reproduce, root_cause, validate
 from fixstream.streams.deadletters import DeadLetters
 from fixstream.streams.knobs import StageKnobs
 from fixstream.streams.scatter import ScatterGather
-from fixstream.streams.stage import WORKER_ID, Handler, Outcome, Stage
+from fixstream.streams.stage import Handler, Outcome, Stage
 from fixstream.streams.topics import Topics
+from fixstream.telemetry import WORKER_ID, Telemetry, install
 from fixstream.topics import load_catalog
 
 log = logging.getLogger(__name__)
@@ -40,10 +45,42 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     return None
 
 
+def fetch_wait(ms: int) -> None:
+    """Faust builds its consumer with ``fetch_max_wait_ms=1500``, fixed; this process's
+    Faust consumers use ``ms`` instead (see ``broker.EMBEDDED_FETCH_MAX_WAIT_MS``)."""
+    original = getattr(AIOKafkaConsumerThread._create_worker_consumer, "__wrapped__", None)
+    create = original or AIOKafkaConsumerThread._create_worker_consumer
+
+    @functools.wraps(create)
+    def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = ms  # read when the consumer starts its fetcher
+        return consumer
+
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
+def observe(app: faust.App, telemetry: Telemetry) -> None:
+    """Faust's metrics and ours on one ``/metrics`` page; spans flushed off the loop."""
+    setup_prometheus_sensors(app, registry=telemetry.registry, name_prefix="faust")
+
+    @app.timer(interval=1.0, name="fixstream.telemetry")
+    async def _tick() -> None:
+        monitor = app.monitor
+        telemetry.lag(monitor.tp_end_offsets or {}, monitor.tp_committed_offsets or {})
+        await telemetry.flush()
+
+    @app.service
+    class _FlushOnStop(faust.Service):
+        async def on_stop(self) -> None:
+            await telemetry.flush()
+
+
 def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     """A Faust app with every topic declared and every stage agent registered."""
     llm = llm or build_gateway(settings)
     register_codecs(settings.max_message_bytes)
+    fetch_wait(settings.fetch_max_wait_ms)
     catalog = load_catalog(settings.topics_file, settings.partitions)
     partitions = catalog["bugs.reported"].partitions
     app = faust.App(
@@ -63,6 +100,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         web_port=settings.web_port,
         web_host=settings.web_host,
     )
+    observe(app, install(Telemetry(trace_dir=settings.trace_dir)))
     topics = Topics(app, catalog)
     store = ArtifactStore(settings.artifact_dir)
     dead_letters = DeadLetters(

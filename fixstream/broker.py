@@ -25,6 +25,9 @@ from fixstream.errors import BrokerError
 
 EMBEDDED_SESSION_TIMEOUT = 6.0
 """Group joins wait about half the session timeout; 60 s (Faust's default) means 30 s idle."""
+EMBEDDED_FETCH_MAX_WAIT_MS = 5
+"""tansu answers a parked fetch only when its wait is over, not when data arrives (Kafka
+does), so every hop waited up to the consumer's fetch wait: up to 1.5 s under Faust."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,6 +75,14 @@ class EmbeddedBroker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def client_settings(self) -> dict[str, object]:
+        """Settings for clients of this broker: its address and the timings it needs."""
+        return {
+            "broker": self.bootstrap,
+            "broker_session_timeout": EMBEDDED_SESSION_TIMEOUT,
+            "fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS,
+        }
 
     @property
     def version(self) -> str:

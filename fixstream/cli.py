@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 
 from fixstream.artifacts import ArtifactStore
+from fixstream.bench import WORKLOADS as ALL
 from fixstream.broker import EmbeddedBroker
 from fixstream.config import Settings
 from fixstream.kafka import producer, publish, reader
@@ -35,7 +36,7 @@ topics_cli = typer.Typer(no_args_is_help=True, help="Topics from topics.yaml.")
 schemas_cli = typer.Typer(no_args_is_help=True, help="Event schemas.")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(schemas_cli, name="schemas")
-bench_cli = typer.Typer(no_args_is_help=True, help="Benchmarks against the simulator.")
+bench_cli = typer.Typer(help="Benchmarks against the simulator.")
 cli.add_typer(bench_cli, name="bench")
 console = Console()
 
@@ -217,11 +218,16 @@ def watch(
 
 
 @cli.command()
-def worker(loglevel: str = "info") -> None:
+def worker(
+    loglevel: str = "info",
+    profile: Annotated[
+        Path | None, typer.Option(help="Write a cProfile (pstats) of the run here on exit.")
+    ] = None,
+) -> None:
     """Run a stream worker (all stages); start more to scale out."""
     from fixstream.worker import run_worker
 
-    run_worker(_settings_with_broker(), loglevel)
+    run_worker(_settings_with_broker(), loglevel, profile)
 
 
 @cli.command()
@@ -373,6 +379,61 @@ def examples_scenarios() -> None:
 
     for path in write_example_scenarios(REPO_ROOT / "examples"):
         console.print(f"wrote {path}")
+
+
+@bench_cli.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    time_scale: Annotated[
+        float, typer.Option(help="Simulator time scale: 0.05 runs LLM time 20x faster.")
+    ] = 0.05,
+    pipeline_time_scale: Annotated[
+        float, typer.Option(help="Simulator time scale for W3-W5 (real test runs between calls).")
+    ] = 0.5,
+    bugs: Annotated[int, typer.Option(help="W3/W4 batch size.")] = 50,
+    monolith_bugs: Annotated[int, typer.Option(help="Bugs the one-at-a-time run takes.")] = 10,
+    in_flight: Annotated[int, typer.Option(help="Bugs in flight per stage per worker.")] = 32,
+    only: Annotated[str, typer.Option(help="Workloads, e.g. W1,W3.")] = ",".join(ALL),
+    out: Annotated[Path, typer.Option(help="Where bench.json and the pictures go.")] = Path(
+        "var/bench"
+    ),
+    profile: Annotated[
+        bool, typer.Option(help="cProfile the workers and the bench (pstats in --out).")
+    ] = False,
+) -> None:
+    """W1-W5: the talk's figures against fixstream's, side by side in one run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from fixstream.bench.workloads import BenchConfig, print_report, run
+    from fixstream.worker import profiled
+
+    chosen = tuple(w.strip().upper() for w in only.split(",") if w.strip())
+    if unknown := set(chosen) - set(ALL):
+        raise typer.BadParameter(f"unknown workloads {sorted(unknown)}; known: {ALL}")
+    cfg = BenchConfig(
+        out=out.resolve(), time_scale=time_scale, pipeline_time_scale=pipeline_time_scale,
+        bugs=bugs, monolith_bugs=monolith_bugs, in_flight=in_flight, workloads=chosen,
+        profile=profile,
+    )  # fmt: skip
+    console.print(f"LLM SIMULATOR (not a real model); output in {out}")
+    with profiled(cfg.out / "bench.prof" if profile else None):
+        results = asyncio.run(run(cfg))
+    print_report(results, console)
+    console.print(f"figures: {cfg.out / 'bench.json'}")
+    if profile:
+        print_profile_top(sorted(cfg.out.glob("*.prof")))
+
+
+def print_profile_top(paths: list[Path], limit: int = 15) -> None:
+    """The functions that took the most time of their own, per profile."""
+    import io
+    import pstats
+
+    for path in paths:
+        buffer = io.StringIO()
+        pstats.Stats(str(path), stream=buffer).sort_stats("tottime").print_stats(limit)
+        console.print(f"[bold]{path.name}[/bold]")
+        console.print(buffer.getvalue().split("\n", 6)[-1], markup=False, highlight=False)
 
 
 @bench_cli.command("gateway")

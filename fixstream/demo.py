@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from rich.console import Console
 
 from fixstream.artifacts import ArtifactStore
-from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker
+from fixstream.broker import EmbeddedBroker
 from fixstream.config import REPO_ROOT, Settings
 from fixstream.kafka import producer, publish
 from fixstream.llm.simulator.process import simulator_process
@@ -31,10 +31,7 @@ def embedded(settings: Settings, console: Console, sim_time_scale: float) -> Ite
             broker = EmbeddedBroker(log=settings.data_dir / "broker.log")
             asyncio.run(broker.start())
             stack.callback(broker.stop)
-            updates |= {
-                "broker": broker.bootstrap,
-                "broker_session_timeout": EMBEDDED_SESSION_TIMEOUT,
-            }
+            updates |= broker.client_settings()
             console.print(f"embedded broker (tansu, in memory) at {broker.bootstrap}")
         if not settings.llm_base_url and not settings.llm_api_key:
             scenarios = [a for f in scenario_files(EXAMPLES) for a in ("--scenario", str(f))]

@@ -38,6 +38,7 @@ async def reader(
         bootstrap_servers=settings.bootstrap(),
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         **settings.kafka_client_options(),
     )
     await client.start()

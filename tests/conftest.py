@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fixstream.broker import EMBEDDED_SESSION_TIMEOUT, EmbeddedBroker, free_port
+from fixstream.broker import EmbeddedBroker, free_port
 from fixstream.config import Settings
 from fixstream.topics import apply_topics, load_catalog
 from fixstream.worker import WorkerProcess, subprocess_env
@@ -54,12 +54,11 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
 def settings(broker: EmbeddedBroker, llm_sim: str, tmp_path: Path, request) -> Settings:
     """Settings for one test: its own consumer group and data directory."""
     return Settings(
-        broker=broker.bootstrap,
+        **broker.client_settings(),
         app_id=f"fixstream-test-{request.node.name[:40]}-{os.getpid()}".replace("[", "-")
         .replace("]", "")
         .replace(" ", ""),
         partitions=4,
-        broker_session_timeout=EMBEDDED_SESSION_TIMEOUT,
         data_dir=tmp_path / "var",
         max_message_bytes=64 * 1024,
         llm_base_url=llm_sim,

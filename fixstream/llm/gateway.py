@@ -26,6 +26,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from fixstream import telemetry
 from fixstream.errors import (
     InvalidOutputError,
     RateLimitedError,
@@ -187,6 +188,7 @@ class Gateway:
             rate_limited=stats.rate_limited,
         )
         self.ledger.record(record)
+        telemetry.active().llm_call(record)
         return record
 
     def _request(

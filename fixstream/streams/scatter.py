@@ -10,6 +10,7 @@ deadline passes, the stage's finisher turns the results into the stage's output.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,14 +20,16 @@ from typing import Any
 import faust
 from pydantic import BaseModel
 
+from fixstream import telemetry
 from fixstream.answers import ChunkVerdict, ReproductionTest
 from fixstream.errors import LLMError, UnknownNameError
 from fixstream.llm import Gateway
 from fixstream.schemas import ChunkResult, ChunkTask, Event, event_type
 from fixstream.streams.deadletters import DeadLetters
 from fixstream.streams.inflight import run_concurrently
-from fixstream.streams.stage import WORKER_ID, Outcome, Stage
+from fixstream.streams.stage import Outcome, Stage
 from fixstream.streams.topics import Topics
+from fixstream.telemetry import WORKER_ID
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ class ScatterGather:
         return agent
 
     def register(self, stage: Stage, finish: Finisher) -> None:
+        stage.scatters = True
         self.gatherers[stage.name] = _Gatherer(stage, finish)
 
     async def scatter(self, stage: str, context: Event, tasks: list[ChunkTask]) -> None:
@@ -105,13 +109,16 @@ class ScatterGather:
             "started": now,
             "deadline": now + self.deadline_s,
         }
-        for task in tasks:
-            await (await self.tasks.send(key=task.chunk.chunk_id, value=task))
+        # all sent before any is awaited: one batch, not one broker round trip per chunk
+        sent = [await self.tasks.send(key=task.chunk.chunk_id, value=task) for task in tasks]
+        await asyncio.gather(*sent)
 
     async def _call(self, event: faust.EventT) -> None:
         """A chunk worker: one LLM call, one result, whatever happens."""
         task: ChunkTask = event.value
         started = time.perf_counter()
+        telemetry.current_bug.set(task.bug_id)
+        telemetry.current_stage.set(task.stage)
         common = {
             "task_id": task.task_id, "bug_id": task.bug_id, "stage": task.stage,
             "chunk_id": task.chunk.chunk_id, "fan_out": task.fan_out, "worker": WORKER_ID,
@@ -120,10 +127,11 @@ class ScatterGather:
             schema = answer_schemas().get(task.answer_schema)
             if schema is None:
                 raise UnknownNameError("answer schema", task.answer_schema, answer_schemas())
-            answer = await self.llm.structured(
-                schema, task.prompt, purpose=task.purpose, bug_id=task.bug_id,
-                max_tokens=task.max_tokens,
-            )  # fmt: skip
+            with telemetry.active().chunk_call():
+                answer = await self.llm.structured(
+                    schema, task.prompt, purpose=task.purpose, bug_id=task.bug_id,
+                    max_tokens=task.max_tokens,
+                )  # fmt: skip
             result = ChunkResult(
                 **common, ok=True, output=answer.value.model_dump(mode="json"),
                 tokens_in=answer.record.tokens_in, tokens_out=answer.record.tokens_out,
@@ -151,17 +159,16 @@ class ScatterGather:
             return
         del self.pending[key]
         gatherer = self.gatherers[entry["stage"]]
+        telemetry.current_bug.set(entry["bug_id"])
+        telemetry.current_stage.set(entry["stage"])
         context = event_type(entry["context_type"]).model_validate(entry["context"])
         results = [ChunkResult.model_validate(r) for r in entry["results"].values()]
         elapsed = time.time() - entry["started"]
         try:
             outcome = await gatherer.finish(context, results, complete, elapsed)
         except Exception as exc:  # the finisher's failure is this bug's, not the worker's
-            letter = await self.dead_letters.send(
-                event.message, exc, stage=f"{entry['stage']}.gather"
-            )
-            await gatherer.stage.status_event(
-                entry["bug_id"], "dead_lettered", message=f"{letter.error_class}: {letter.reason}"
+            await gatherer.stage.dead_letter(
+                entry["bug_id"], event.message, exc, elapsed, stage=f"{entry['stage']}.gather"
             )
             return
         await gatherer.stage.emit(entry["bug_id"], outcome, time.time() - entry["started"])

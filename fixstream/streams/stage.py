@@ -10,8 +10,6 @@ order (``streams.inflight``).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,13 +17,14 @@ from typing import Any
 
 import faust
 
+from fixstream import telemetry
 from fixstream.llm.accounting import Totals
 from fixstream.schemas import BugSummary, Event, StageMeta, StatusEvent
 from fixstream.streams.deadletters import DeadLetters
 from fixstream.streams.inflight import run_concurrently
+from fixstream.telemetry import WORKER_ID
 
 log = logging.getLogger(__name__)
-WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +69,8 @@ class Stage:
         self.sink = sink
         self.topics = topics
         self.dead_letters = dead_letters
+        self.scatters = False
+        """Set by ScatterGather.register: a ``None`` outcome then means "gathered later"."""
 
     async def status_event(self, bug_id: str, state: str, **fields: Any) -> None:
         event = StatusEvent(bug_id=bug_id, stage=self.name, state=state, worker=WORKER_ID, **fields)
@@ -79,17 +80,28 @@ class Stage:
         value = event.value
         bug_id = value.bug_id
         started = time.perf_counter()
+        telemetry.current_bug.set(bug_id)
+        telemetry.current_stage.set(self.name)
+        telemetry.active().stage_began(self.name, bug_id)
         await self.status_event(bug_id, "started")
         try:
             outcome = await self.handler(value)
         except Exception as exc:  # per-message isolation is the point (faust #175)
-            letter = await self.dead_letters.send(event.message, exc, stage=self.name)
-            await self.status_event(
-                bug_id, "dead_lettered", message=f"{letter.error_class}: {letter.reason}"
-            )
+            await self.dead_letter(bug_id, event.message, exc, time.perf_counter() - started)
             return
         if outcome is not None:
             await self.emit(bug_id, outcome, time.perf_counter() - started)
+        elif not self.scatters:
+            telemetry.active().stage_ended(self.name, bug_id, "dropped", 0.0)
+
+    async def dead_letter(
+        self, bug_id: str, message: Any, exc: Exception, elapsed_s: float, stage: str = ""
+    ) -> None:
+        letter = await self.dead_letters.send(message, exc, stage=stage or self.name)
+        telemetry.active().stage_ended(self.name, bug_id, "dead_lettered", elapsed_s)
+        await self.status_event(
+            bug_id, "dead_lettered", message=f"{letter.error_class}: {letter.reason}"
+        )
 
     async def emit(self, bug_id: str, outcome: Outcome, elapsed_s: float) -> None:
         """Publish an outcome: summary, hand-off (waiting for the broker), then status."""
@@ -99,6 +111,7 @@ class Stage:
         await (await sink.send(key=bug_id, value=outcome.output))
         if outcome.on_emitted is not None:
             outcome.on_emitted()
+        telemetry.active().stage_ended(self.name, bug_id, "done", elapsed_s)
         usage = outcome.usage
         await self.status_event(
             bug_id,

@@ -140,6 +140,8 @@ class SimulatorStats:
     input_tokens: int = 0
     output_tokens: int = 0
     rate_limited: int = 0
+    charged_tokens: int = 0
+    """What admitted requests counted against the TPM limit (input + max_tokens)."""
     faults: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
@@ -149,6 +151,7 @@ class SimulatorStats:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "rate_limited": self.rate_limited,
+            "charged_tokens": self.charged_tokens,
             "faults": dict(self.faults),
         }
 
@@ -413,6 +416,7 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
     cost = input_tokens + (max_tokens or state.config.default_output_tokens)
 
     fault = await _admit(state, profile, cost)
+    state.stats.charged_tokens += cost
     if fault == "hang":
         started = loop.time()
     generated = state.content.generate(
