@@ -69,7 +69,8 @@ def broker(port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0) 
     embedded = EmbeddedBroker(port=port or None)
     asyncio.run(embedded.start())
     console.print(f"embedded broker (tansu {embedded.version}, in memory) at {embedded.bootstrap}")
-    console.print(f"export FIXSTREAM_BROKER={embedded.bootstrap}")
+    exports = " ".join(f"FIXSTREAM_{k.upper()}={v}" for k, v in embedded.client_settings().items())
+    console.print(f"export {exports}", soft_wrap=True)
     try:
         assert embedded.process is not None
         embedded.process.wait()

@@ -95,8 +95,8 @@ def chunk_tasks(run: str, texts: list[str], out_tokens: list[int], purpose: str)
 
 def split_evenly(text: str, parts: int) -> list[str]:
     lines = text.splitlines(keepends=True)
-    size = -(-len(lines) // parts)
-    return ["".join(lines[i : i + size]) for i in range(0, len(lines), size)]
+    cuts = [len(lines) * i // parts for i in range(parts + 1)]
+    return ["".join(lines[a:b]) for a, b in itertools.pairwise(cuts)]
 
 
 def _model_seconds(results: list[ChunkResult], model: str, scale: float) -> float:

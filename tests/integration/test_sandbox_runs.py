@@ -147,3 +147,12 @@ async def test_output_keeps_head_and_tail(tmp_path):
     assert len(run.output) < 25_000
     assert "bytes of output cut" in run.output
     assert "THE-END" in run.output
+
+
+async def test_plugins_installed_beside_the_worker_are_not_loaded_unless_named(tmp_path):
+    # hypothesis is installed here and registers a pytest plugin by entry point
+    probe = "import sys\n\ndef test_probe():\n    assert 'hypothesis' not in sys.modules\n"
+    ws = await _workspace(tmp_path, {"test_p.py": probe})
+    assert (await run_tests(ws, PYTEST)).exit_code == 0
+    named = await run_tests(ws, [*PYTEST, "-p", "hypothesis.extra.pytestplugin"])
+    assert named.exit_code == 1 and named.failed, named.output[-1500:]

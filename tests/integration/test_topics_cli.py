@@ -76,7 +76,9 @@ def test_broker_command_prints_its_address_answers_and_stops_on_ctrl_c():
         deadline = time.monotonic() + 30
         while "FIXSTREAM_BROKER=" not in line and time.monotonic() < deadline:
             line = process.stdout.readline()
-        address = line.strip().split("=", 1)[1]
+        exported = dict(kv.split("=", 1) for kv in line.split()[1:])
+        address = exported["FIXSTREAM_BROKER"]
+        assert exported["FIXSTREAM_FETCH_MAX_WAIT_MS"] == "5"  # what clients of tansu need
         result = _fixstream("--broker", address, "topics", "apply")
         assert result.returncode == 0, result.stdout + result.stderr
         process.send_signal(signal.SIGINT)

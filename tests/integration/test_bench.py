@@ -1,0 +1,52 @@
+"""``fixstream bench`` as a user runs it, small: every figure is produced from real runs."""
+
+from __future__ import annotations
+
+import pstats
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_path):
+    out = tmp_path / "bench"
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "fixstream", "bench", "--only", "W1,W3,W4,W5",
+            "--bugs", "5", "--monolith-bugs", "5", "--time-scale", "0.02",
+            "--pipeline-time-scale", "0.05", "--out", str(out), "--profile",
+        ],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "LLM SIMULATOR" in run.stdout and "W3 pipelining" in run.stdout
+    figures = orjson.loads((out / "bench.json").read_bytes())
+
+    w1 = figures["W1"]
+    assert w1["tokens_in"] > 90_000 and w1["tokens_out_16"] > 5_000
+    assert 1 < w1["speedup"] <= w1["model_speedup"] * 1.05  # never faster than the model
+
+    w3 = figures["W3"]
+    assert w3["pipeline"]["fixed"] == 5 and w3["monolith"]["fixed"] == 5
+    assert w3["throughput_ratio"] > 1, "five bugs in flight beat one at a time"
+    assert w3["pictures"] and all(Path(p).stat().st_size > 1000 for p in w3["pictures"])
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "w3-pipeline-timeline.png" in pngs and "w4-rate-limited-throughput.png" in pngs
+
+    w4 = figures["W4"]
+    assert w4["fixed"] == 5, w4["statuses"]
+    assert w4["bound_s"] > 0 and w4["makespan_s"] > 0
+
+    w5 = figures["W5"]
+    assert 0 < w5["overhead_ms_p50"] <= w5["overhead_ms_p99"]
+    assert w5["hop_ms_p50"] > 0
+
+    profiles = sorted(out.glob("*.prof"))
+    assert {p.name for p in profiles} >= {"bench.prof", "worker-w3-0.prof"}
+    stats = pstats.Stats(str(out / "worker-w3-0.prof"))
+    assert any("fixstream" in fn[0] for fn in stats.stats), "the worker's own code was profiled"

@@ -1,0 +1,71 @@
+"""The arithmetic behind ``fixstream bench``'s figures, on hand-made inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixstream.bench.system import Batch, example_bugs
+from fixstream.bench.workloads import (
+    code_text,
+    hops,
+    overhead,
+    split_evenly,
+    union_length,
+    window_usage,
+)
+from fixstream.tokens import count_tokens
+
+
+def test_union_length_merges_overlaps_and_clips():
+    assert union_length([(0, 2), (1, 3), (5, 6)], 0, 10) == 4
+    assert union_length([(0, 2), (1, 3)], 1.5, 2.5) == 1
+    assert union_length([], 0, 1) == 0
+    assert union_length([(2, 3), (0, 10)], 0, 10) == 10  # a later start inside an earlier one
+
+
+def _span(bug, kind, start, end, stage="fix"):
+    return {"bug_id": bug, "kind": kind, "stage": stage, "start": start, "end": end}
+
+
+def test_overhead_is_what_llm_calls_and_test_runs_do_not_cover():
+    batch = Batch(submitted={"a": 0.0, "b": 0.0}, finished={"a": 10.0, "b": 4.0})
+    spans = [
+        _span("a", "llm", 1, 4),
+        _span("a", "chunk", 3, 6),  # parallel calls are counted once
+        _span("a", "test", 7, 9.5),
+        _span("a", "stage", 0, 10),  # stage spans are not LLM or test time
+        _span("b", "test", 0, 4),
+        _span("other", "llm", 0, 10),
+    ]
+    assert sorted(overhead(batch, spans)) == [0.0, pytest.approx(10 - 5 - 2.5)]
+
+
+def test_hops_are_gaps_between_stages_and_from_submission():
+    batch = Batch(submitted={"a": 0.0}, finished={"a": 5.0})
+    spans = [_span("a", "stage", 0.1, 1, "analysis"), _span("a", "stage", 1.25, 2, "reproduce")]
+    assert hops(spans, batch) == [pytest.approx(0.1), pytest.approx(0.25)]
+
+
+def test_window_usage_skips_warm_up_and_drain():
+    # 100 tokens charged per second for 10 s, nothing after: with 2 s windows and a limit
+    # of 250 per window, every whole window between warm-up and drain is 80% used
+    samples = [(float(t), min(t, 10) * 100) for t in range(0, 15)]
+    shares = window_usage(samples, window=2.0, limit=250)
+    assert shares and all(s == pytest.approx(0.8) for s in shares)
+    assert len(shares) == 4  # 2-4, 4-6, 6-8, 8-10
+    assert window_usage(samples[:1], 2.0, 250) == []
+
+
+def test_synthetic_code_hits_its_token_target_and_splits_evenly():
+    text = code_text(10_000, seed=3)
+    assert 9_000 < count_tokens(text) <= 10_500
+    parts = split_evenly(text, 16)
+    assert len(parts) == 16 and "".join(parts) == text
+    sizes = [count_tokens(p) for p in parts]
+    assert max(sizes) < 1.3 * min(sizes)
+
+
+def test_example_bugs_cycle_through_the_examples_with_unique_ids():
+    bugs = example_bugs(12, "t")
+    assert len({b.bug_id for b in bugs}) == 12
+    assert len({b.repo.path for b in bugs}) == 5
