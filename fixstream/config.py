@@ -29,10 +29,10 @@ class Settings(BaseSettings):
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
     broker_session_timeout: float = 60.0
+    """Seconds. The first group join waits about half of it: the embedded broker runs with 6."""
     fetch_max_wait_ms: int = Field(default=500, ge=1)
     """How long a fetch may wait at the broker for data: Kafka answers as soon as data
     arrives, so this only bounds idle polling; the embedded broker needs it short."""
-    """Seconds. The first group join waits about half of it: the embedded broker runs with 6."""
 
     app_id: str = "fixstream"
     topics_file: Path = REPO_ROOT / "topics.yaml"
@@ -48,10 +48,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = REPO_ROOT / "var"
+    """Faust state, artifacts and repository checkouts live under here."""
     trace_dir: Path | None = None
     """Spans of every stage run, LLM call and test run, one JSON-lines file per worker
     (what ``fixstream bench`` draws its timelines from). None: no spans, metrics only."""
-    """Faust state, artifacts and repository checkouts live under here."""
 
     max_message_bytes: int = 1_048_576
     """Larger messages are refused to the dead-letter topic."""

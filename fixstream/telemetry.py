@@ -83,7 +83,7 @@ class Telemetry:
         self.metrics = Metrics(self.registry)
         self.trace_file = trace_dir / f"{WORKER_ID}.jsonl" if trace_dir else None
         self._spans: list[bytes] = []
-        self._open: dict[tuple[str, str], float] = {}
+        self._open: set[tuple[str, str]] = set()
 
     def span(
         self, kind: str, name: str, start: float, end: float, *, ok: bool = True,
@@ -104,11 +104,12 @@ class Telemetry:
     def stage_began(self, stage: str, bug_id: str) -> None:
         if (stage, bug_id) not in self._open:
             self.metrics.bugs_in_flight.labels(stage).inc()
-        self._open[(stage, bug_id)] = time.time()
+            self._open.add((stage, bug_id))
 
     def stage_ended(self, stage: str, bug_id: str, outcome: str, elapsed_s: float) -> None:
         """``elapsed_s`` from the stage itself: a gather may finish on another worker."""
-        if self._open.pop((stage, bug_id), None) is not None:
+        if (stage, bug_id) in self._open:
+            self._open.discard((stage, bug_id))
             self.metrics.bugs_in_flight.labels(stage).dec()
         self.metrics.stage_outcomes.labels(stage, outcome).inc()
         if outcome == "done":

@@ -13,6 +13,7 @@ import time
 import openai
 from pydantic import BaseModel
 
+from fixstream.bench import percentile
 from fixstream.llm.gateway import Gateway, GatewayConfig
 from fixstream.llm.limits import AdaptiveConcurrency
 from fixstream.llm.simulator import builtin_profiles
@@ -33,11 +34,6 @@ class LevelResult(BaseModel):
     speedup: float
     overhead_ms_p50: float
     overhead_ms_p99: float
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 async def _level(
@@ -92,7 +88,7 @@ async def _run(
                 output_tps_unscaled=round(tps * scale, 1),
                 speedup=round(tps / base_tps, 2),
                 overhead_ms_p50=round(statistics.median(overheads), 2),
-                overhead_ms_p99=round(_percentile(overheads, 0.99), 2),
+                overhead_ms_p99=round(percentile(overheads, 0.99), 2),
             )
         )
     return results

@@ -19,6 +19,7 @@ import itertools
 import statistics
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from fixstream.bench import WORKLOADS, pictures
+from fixstream.bench import WORKLOADS, percentile, pictures
 from fixstream.bench.system import Batch, System, example_bugs, run_bugs, run_chunk_tasks
 from fixstream.llm.simulator import builtin_profiles
 from fixstream.llm.simulator.latency import total_seconds
@@ -51,11 +52,6 @@ class BenchConfig:
     in_flight: int = 32
     workloads: tuple[str, ...] = ALL
     profile: bool = False
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def code_text(tokens: int, seed: int) -> str:
@@ -165,19 +161,12 @@ def _batch_figures(batch: Batch) -> dict[str, Any]:
     return {
         "bugs": len(batch.submitted),
         "fixed": fixed,
-        "statuses": _count(batch.status.values()),
+        "statuses": dict(Counter(batch.status.values())),
         "makespan_s": wall,
         "bugs_per_min": len(latencies) / wall * 60 if wall else 0.0,
         "mean_time_to_fix_s": statistics.fmean(latencies) if latencies else 0.0,
         "p50_time_to_fix_s": percentile(latencies, 0.5),
     }
-
-
-def _count(values: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return counts
 
 
 def overhead(batch: Batch, spans: list[dict[str, Any]]) -> list[float]:
@@ -227,10 +216,10 @@ def _stats(url: str) -> dict[str, Any]:
 
 def _draw(name: str, batch: Batch, spans: list[dict[str, Any]], out: Path) -> list[str]:
     ours = [s for s in spans if s["bug_id"] in batch.submitted]
-    finished = dict(batch.finished)
     title = f"{name}: {len(batch.submitted)} bugs"
-    paths = pictures.timeline(ours, batch.submitted, finished, out / f"{name}-timeline", title)
-    paths += pictures.throughput(ours, batch.submitted, finished, out / f"{name}-throughput", title)
+    paths: list[Path] = []
+    for draw, suffix in ((pictures.timeline, "timeline"), (pictures.throughput, "throughput")):
+        paths += draw(ours, batch.submitted, batch.finished, out / f"{name}-{suffix}", title)
     return [str(p) for p in paths]
 
 
@@ -273,7 +262,7 @@ async def pipelined(system: System, cfg: BenchConfig, url: str, results: dict) -
         "hop_ms_p50": percentile(gaps, 0.5) * 1000,
         "hop_ms_p99": percentile(gaps, 0.99) * 1000,
         "in_batch_overhead_ms_p50": percentile(crowded, 0.5) * 1000,
-        "measured_on": f"{mono.finished.__len__()} bugs one at a time (no queueing)",
+        "measured_on": f"{len(mono.finished)} bugs one at a time (no queueing)",
     }
 
 
