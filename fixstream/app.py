@@ -12,10 +12,11 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from fixstream.artifacts import ArtifactStore
+from fixstream.cache import Cache
 from fixstream.codec import register_codecs
 from fixstream.config import Settings
 from fixstream.llm import Gateway
-from fixstream.llm.build import build_gateway
+from fixstream.llm.build import build_gateway, cache_for
 from fixstream.sandbox.workspace import default_root
 from fixstream.schemas import BugReport, FixEvent, PatchedBug
 from fixstream.streams import analysis, fix, reproduce, root_cause, validate
@@ -76,9 +77,27 @@ def observe(app: faust.App, telemetry: Telemetry) -> None:
             await telemetry.flush()
 
 
+def cache_pages(app: faust.App, cache: Cache) -> None:
+    """``/cache/stats/`` and ``/cache/clear/`` on the worker's web port, for a cache that lives
+    in this worker's memory (``fixstream cache ... --worker URL``)."""
+
+    @app.page("/cache/stats/")
+    class _Stats(faust.web.View):
+        async def get(self, request: faust.web.Request) -> faust.web.Response:
+            return self.json((await cache.stats()).as_dict())
+
+    @app.page("/cache/clear/")
+    class _Clear(faust.web.View):
+        async def post(self, request: faust.web.Request) -> faust.web.Response:
+            query = request.query
+            cleared = await cache.clear(bug=query.get("bug"), repo=query.get("repo"))
+            return self.json({"cleared": cleared})
+
+
 def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     """A Faust app with every topic declared and every stage agent registered."""
-    llm = llm or build_gateway(settings)
+    cache = cache_for(settings)
+    llm = llm or build_gateway(settings, cache)
     register_codecs(settings.max_message_bytes)
     fetch_wait(settings.fetch_max_wait_ms)
     catalog = load_catalog(settings.topics_file, settings.partitions)
@@ -101,6 +120,8 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         web_host=settings.web_host,
     )
     observe(app, install(Telemetry(trace_dir=settings.trace_dir)))
+    if cache is not None:
+        cache_pages(app, cache)
     topics = Topics(app, catalog)
     store = ArtifactStore(settings.artifact_dir)
     dead_letters = DeadLetters(
@@ -121,6 +142,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         max_files=settings.max_candidate_files,
         max_chunks=settings.max_chunks,
         inline_limit=settings.inline_artifact_bytes,
+        cache=cache,
     )
     knobs = StageKnobs(
         workspaces=settings.workspace_dir or default_root(),
@@ -128,6 +150,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         test_memory_mb=settings.test_memory_mb,
         reproduce_attempts=settings.reproduce_attempts,
         fix_attempts=settings.fix_attempts,
+        cache=cache,
     )
     scatter = ScatterGather(
         app, topics, llm, dead_letters, partitions=partitions,

@@ -13,6 +13,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 
 from fixstream.artifacts import ArtifactStore
 from fixstream.bench import WORKLOADS as ALL
@@ -36,6 +37,8 @@ topics_cli = typer.Typer(no_args_is_help=True, help="Topics from topics.yaml.")
 schemas_cli = typer.Typer(no_args_is_help=True, help="Event schemas.")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(schemas_cli, name="schemas")
+cache_cli = typer.Typer(no_args_is_help=True, help="The LLM, test-run and search caches.")
+cli.add_typer(cache_cli, name="cache")
 bench_cli = typer.Typer(help="Benchmarks against the simulator.")
 cli.add_typer(bench_cli, name="bench")
 console = Console()
@@ -245,6 +248,73 @@ def up(
         run_worker(settings, loglevel)
 
 
+WorkerOption = Annotated[
+    str | None,
+    typer.Option(help="A worker's web address, for a memory cache (default: web_host:web_port)."),
+]
+
+
+async def _cache_call(settings: Settings, worker: str | None, path: str, params: dict) -> dict:
+    """Run a cache command where the cache lives: Redis directly, or a worker's memory."""
+    from fixstream.llm.build import cache_for
+
+    cache = cache_for(settings)
+    if cache is None:
+        raise typer.BadParameter("the cache is off (FIXSTREAM_CACHE=off)")
+    if cache.backend.name == "redis" and worker is None:
+        try:
+            if path == "stats":
+                return (await cache.stats()).as_dict()
+            return {"cleared": await cache.clear(**params)}
+        finally:
+            await cache.aclose()
+    import aiohttp
+
+    url = worker or f"http://{settings.web_host}:{settings.web_port}"
+    query = {k: v for k, v in params.items() if v is not None}
+    async with aiohttp.ClientSession() as http:
+        method = http.get if path == "stats" else http.post
+        async with method(f"{url}/cache/{path}/", params=query) as response:
+            response.raise_for_status()
+            return orjson.loads(await response.read())
+
+
+@cache_cli.command("stats")
+def cache_stats(worker: WorkerOption = None, json: bool = False) -> None:
+    """Entries, bytes, and per cache: hits, misses, tokens and seconds saved."""
+    from fixstream.cache import CACHES, CacheStats
+
+    raw = asyncio.run(_cache_call(State.settings, worker, "stats", {}))
+    if json:
+        typer.echo(orjson.dumps(raw).decode())
+        return
+    stats = CacheStats.from_dict(raw)
+    console.print(f"{stats.backend}: {stats.entries} entries, {stats.bytes / 1024:.1f} KiB")
+    table = Table("cache", "hits", "misses", "hit rate", "tokens saved", "seconds saved")
+    for name in CACHES:
+        c = stats.counters.get(name, {})
+        table.add_row(
+            name, f"{c.get('hits', 0):.0f}", f"{c.get('misses', 0):.0f}",
+            f"{stats.hit_rate(name):.0%}", f"{c.get('tokens_saved', 0):,.0f}",
+            f"{c.get('seconds_saved', 0):.1f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+@cache_cli.command("clear")
+def cache_clear(
+    bug: Annotated[str | None, typer.Option(help="Only this bug's entries.")] = None,
+    repo: Annotated[str | None, typer.Option(help="Only this repository's (path or URL).")] = None,
+    worker: WorkerOption = None,
+) -> None:
+    """Drop cached entries: one bug's, one repository's, or all."""
+    if bug and repo:
+        raise typer.BadParameter("--bug or --repo, not both")
+    result = asyncio.run(_cache_call(State.settings, worker, "clear", {"bug": bug, "repo": repo}))
+    what = f"bug {bug}" if bug else f"repository {repo}" if repo else "everything"
+    console.print(f"cleared {result['cleared']} entries ({what})")
+
+
 def _fault_rates(text: str) -> dict[str, float]:
     """``kind=rate,kind=rate`` into a mapping (kinds: error_5xx, hang, malformed, ...)."""
     rates: dict[str, float] = {}
@@ -329,7 +399,6 @@ def plan(
     bug: Annotated[Path | None, typer.Option(help="Estimate a real report's root cause.")] = None,
 ) -> None:
     """Do your own math: one LLM call against many in parallel, before spending a token."""
-    from rich.table import Table
 
     from fixstream.llm.accounting import cost_usd
     from fixstream.llm.simulator import builtin_profiles
@@ -447,7 +516,6 @@ def bench_gateway(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
 ) -> None:
     """Output tokens/s at each concurrency, and the gateway's own overhead per call."""
-    from rich.table import Table
 
     from fixstream.bench.gateway import run_gateway_bench
 

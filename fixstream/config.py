@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fixstream.llm.accounting import DEFAULT_PRICES, Price
+from fixstream.llm.cache import DEFAULT_SEMANTIC
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,6 +85,7 @@ class Settings(BaseSettings):
             "default": "gpt-4.1",
             "summary": "gpt-4.1-mini",
             "root_cause": "gpt-4.1-mini",
+            "embedding": "text-embedding-3-small",
         }
     )
     """Model per purpose: cheap models for non-critical work (JSON in the environment)."""
@@ -97,11 +99,28 @@ class Settings(BaseSettings):
     llm_tpm: int | None = None
     llm_rpm: int | None = None
     llm_rate_window_seconds: float = Field(default=60.0, gt=0)
+    """The TPM/RPM window; shorter windows match a time-scaled simulator."""
     llm_rate_window_pad: float = Field(default=0.05, ge=0)
     """The gateway's window is this much longer than the server's, for request transit."""
-    """The TPM/RPM window; shorter windows match a time-scaled simulator."""
+    llm_batch_flush_s: float = Field(default=0.5, ge=0)
+    """Batch-priority calls arriving this close together share one Batch API job."""
+    llm_batch_poll_s: float = Field(default=5.0, gt=0)
+    """How often a running Batch API job is polled."""
+    llm_batch_timeout: float = Field(default=86_400.0, gt=0)
+    """Seconds a batch-priority call may wait for its job (OpenAI's window is 24 h)."""
     redis_url: str | None = None
-    """Shared TPM/RPM budgets (and caches) across workers; in-process when unset."""
+    """Shared TPM/RPM budgets and caches across workers; in-process when unset."""
+
+    cache: Literal["auto", "memory", "redis", "off"] = "auto"
+    """auto: Redis when ``redis_url`` is set (one cache for every worker), else memory."""
+    cache_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
+    """Every entry expires after this; keys hold the repository version, so a new commit
+    never reads an old entry whatever the TTL."""
+    cache_memory_mb: int = Field(default=256, ge=1)
+    """The memory backend's bound; least recently used entries go first."""
+    cache_semantic: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SEMANTIC))
+    """Call sites (purposes) with a semantic cache and their cosine thresholds (JSON in the
+    environment). Edit proposals (``fix``) are deliberately not among the defaults."""
 
     @property
     def artifact_dir(self) -> Path:

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from fixstream.errors import RepositoryNotFoundError
-from fixstream.schemas import RepoRef
+from fixstream.sandbox.workspace import content_digest
+from fixstream.schemas import CallScope, RepoRef
 
 _locks: dict[str, asyncio.Lock] = {}
 GIT_TIMEOUT = 120.0
@@ -61,3 +62,10 @@ async def resolve_repo(ref: RepoRef, checkout_dir: Path) -> Path:
         (tmp / ".fixstream-ready").touch()
         os.replace(tmp, target)
     return target
+
+
+async def scope_of(ref: RepoRef, repo_dir: Path, priority: str = "interactive") -> CallScope:
+    """The repository's name and version for cache keys: the commit the report names, or a
+    hash of the files (a local directory, or a URL's default branch, has no fixed commit)."""
+    version = ref.commit or "content:" + await asyncio.to_thread(content_digest, repo_dir)
+    return CallScope(repo=ref.url or ref.path or "", version=version, priority=priority)

@@ -17,12 +17,13 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from fixstream.llm.accounting import CallRecord
+if TYPE_CHECKING:  # the gateway reports to telemetry; telemetry needs no gateway
+    from fixstream.llm.accounting import CallRecord
 
 WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 current_bug: ContextVar[str | None] = ContextVar("fixstream_bug", default=None)
@@ -64,6 +65,12 @@ class Metrics:
         self.llm_retries = make(Counter, "llm_retries", "Attempts beyond the first", ("model",))
         self.llm_reasks = make(Counter, "llm_reasks", "Re-asks after invalid output", ("model",))
         self.cache = make(Counter, "cache_lookups", "Cache lookups", ("cache", "result"))
+        self.cache_tokens = make(
+            Counter, "cache_saved_tokens", "LLM tokens a cache hit spared", ("cache",)
+        )
+        self.cache_seconds = make(
+            Counter, "cache_saved_seconds", "Seconds a cache hit spared", ("cache",)
+        )
         self.test_runs = make(Counter, "test_runs", "Sandboxed test runs", ("outcome",))
         self.test_seconds = make(
             Histogram, "test_run_seconds", "Sandboxed test run time", buckets=SECONDS
@@ -88,7 +95,7 @@ class Telemetry:
     def span(
         self, kind: str, name: str, start: float, end: float, *, ok: bool = True,
         tokens_in: int = 0, tokens_out: int = 0, bug_id: str | None = None,
-        stage: str | None = None,
+        stage: str | None = None, cached: bool = False,
     ) -> None:  # fmt: skip
         """Wall-clock seconds, so spans from several workers line up."""
         if self.trace_file is None:
@@ -97,7 +104,7 @@ class Telemetry:
             "bug_id": bug_id if bug_id is not None else current_bug.get(),
             "stage": stage if stage is not None else current_stage.get(),
             "kind": kind, "name": name, "start": start, "end": end, "worker": WORKER_ID,
-            "ok": ok, "tokens_in": tokens_in, "tokens_out": tokens_out,
+            "ok": ok, "tokens_in": tokens_in, "tokens_out": tokens_out, "cached": cached,
         }  # fmt: skip
         self._spans.append(orjson.dumps(record))
 
@@ -137,11 +144,18 @@ class Telemetry:
         m.llm_rate_limited.labels(record.model).inc(record.rate_limited)
         m.llm_retries.labels(record.model).inc(max(0, record.attempts - 1 - record.reasks))
         m.llm_reasks.labels(record.model).inc(record.reasks)
-        m.cache.labels("llm", "hit" if record.cache_hit else "miss").inc()
         end = time.time()
         kind = "chunk" if in_chunk.get() else "llm"
         self.span(kind, record.purpose, end - record.latency_s, end, bug_id=record.bug_id,
-                  tokens_in=record.tokens_in, tokens_out=record.tokens_out)  # fmt: skip
+                  tokens_in=record.tokens_in, tokens_out=record.tokens_out,
+                  cached=record.cache_hit)  # fmt: skip
+
+    def cache_lookup(self, cache: str, hit: bool) -> None:
+        self.metrics.cache.labels(cache, "hit" if hit else "miss").inc()
+
+    def cache_saved(self, cache: str, tokens: int, seconds: float) -> None:
+        self.metrics.cache_tokens.labels(cache).inc(tokens)
+        self.metrics.cache_seconds.labels(cache).inc(max(0.0, seconds))
 
     def test_run(self, name: str, seconds: float, passed: bool, timed_out: bool) -> None:
         outcome = "timed_out" if timed_out else "passed" if passed else "failed"

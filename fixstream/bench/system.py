@@ -48,6 +48,21 @@ class Batch:
         return [self.finished[b] - self.submitted[b] for b in self.finished]
 
 
+def distinct_bugs(count: int, tag: str, repos: Path, start: int = 0) -> list[BugReport]:
+    """``count`` bugs cycling through the examples, each on its own copy of its repository
+    with one file that differs: another version, so no two share a cache entry."""
+    bugs = []
+    for i, bug in enumerate(example_bugs(count, tag), start):
+        copy = repos / f"{i:03d}"
+        if not copy.exists():
+            shutil.copytree(bug.repo.path or "", copy)
+            (copy / "VARIANT.txt").write_text(f"{i}\n")
+        bugs.append(
+            bug.model_copy(update={"repo": bug.repo.model_copy(update={"path": str(copy)})})
+        )
+    return bugs
+
+
 def example_bugs(count: int, tag: str) -> list[BugReport]:
     """``count`` bugs cycling through the bundled examples, each with its own id."""
     paths = sorted(EXAMPLES.glob("*/report.json"))
@@ -100,6 +115,9 @@ class System:
             "FIXSTREAM_LLM_MODELS": orjson.dumps(models).decode(),
             # one uncut call of the talk's case study takes 100 s of model time
             "FIXSTREAM_LLM_TIMEOUT": str(max(60.0, 1200 * self.time_scale)),
+            # W1-W5 repeat the same prompts and bugs on purpose: they measure the work, not
+            # the cache (W6 turns it on)
+            "FIXSTREAM_CACHE": "off",
             **env,
         }
         for i in range(count):

@@ -6,6 +6,8 @@ W3  pipelining: a batch of bugs through all five stages, one at a time against a
 W4  rate limits: W3's batch under a TPM limit the simulator enforces.
 W5  overhead: per bug, the time not spent in LLM calls or test runs (Kafka hops, gathering,
     serialization, fixstream's own CPU).
+W6  caching: a batch cold, the same batch again, then a batch of which 30% are near-duplicate
+    reports of the first: hit rate, tokens saved and time saved.
 
 Every call goes through the product: chunk tasks onto ``chunks.tasks`` and real workers;
 bugs onto ``bugs.reported``. The simulator's time scale shrinks LLM time only; test runs are
@@ -29,7 +31,15 @@ from rich.console import Console
 from rich.table import Table
 
 from fixstream.bench import WORKLOADS, percentile, pictures
-from fixstream.bench.system import Batch, System, example_bugs, run_bugs, run_chunk_tasks
+from fixstream.bench.system import (
+    Batch,
+    System,
+    distinct_bugs,
+    example_bugs,
+    run_bugs,
+    run_chunk_tasks,
+)
+from fixstream.broker import free_port
 from fixstream.llm.simulator import builtin_profiles
 from fixstream.llm.simulator.latency import total_seconds
 from fixstream.schemas import ChunkRef, ChunkResult, ChunkTask
@@ -347,6 +357,78 @@ def _charged_at(samples: list[tuple[float, int]], t: float) -> int:
     return value
 
 
+NEAR_DUPLICATE = " Reported again by another customer this morning, same symptoms."
+
+
+def _worker_cache(port: int) -> dict[str, dict[str, float]]:
+    url = f"http://127.0.0.1:{port}/cache/stats/"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return orjson.loads(response.read())["counters"]
+
+
+def cache_figures(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> dict[str, float]:
+    """Hit rates and savings between two readings of a worker's cache counters. Every LLM call
+    makes one exact lookup; a semantic hit is one of the exact misses, answered anyway."""
+
+    def delta(cache: str, what: str) -> float:
+        return after.get(cache, {}).get(what, 0) - before.get(cache, {}).get(what, 0)
+
+    llm_calls = delta("llm", "hits") + delta("llm", "misses")
+    tests = delta("tests", "hits") + delta("tests", "misses")
+    return {
+        "llm_calls": llm_calls,
+        "llm_hit_rate": (delta("llm", "hits") + delta("semantic", "hits")) / llm_calls
+        if llm_calls else 0.0,
+        "semantic_hits": delta("semantic", "hits"),
+        "test_runs": tests,
+        "test_hit_rate": delta("tests", "hits") / tests if tests else 0.0,
+        "tokens_saved": delta("llm", "tokens_saved") + delta("semantic", "tokens_saved"),
+        "seconds_saved": sum(delta(c, "seconds_saved") for c in ("llm", "semantic", "tests")),
+    }  # fmt: skip
+
+
+async def cached(system: System, cfg: BenchConfig, url: str, results: dict) -> None:
+    """W6: one worker with its memory cache. A batch of distinct bugs cold, the same batch
+    again (new bug ids), then a batch of the same size where 30% are near-duplicate reports
+    of the first batch and the rest bugs the cache has not seen."""
+    port = free_port()
+    await system.start_workers("w6", 1, url, FIXSTREAM_CACHE="memory",
+                               FIXSTREAM_WEB_PORT=str(port))  # fmt: skip
+    repos = cfg.out / "w6-repos"
+    first = distinct_bugs(cfg.bugs, "w6-cold", repos)
+    duplicates = round(0.3 * cfg.bugs)
+    near = [
+        b.model_copy(update={"bug_id": b.bug_id.replace("w6-cold", "w6-near"),
+                             "description": b.description + NEAR_DUPLICATE})
+        for b in first[:duplicates]
+    ] + distinct_bugs(cfg.bugs - duplicates, "w6-new", repos, start=cfg.bugs)  # fmt: skip
+    again = [b.model_copy(update={"bug_id": b.bug_id.replace("w6-cold", "w6-again")})
+             for b in first]  # fmt: skip
+    timeout = 600 + 400 * cfg.bugs * cfg.pipeline_time_scale
+    runs: dict[str, Any] = {}
+    for name, bugs in (("cold", first), ("same_batch", again), ("near_duplicates", near)):
+        counters, llm = _worker_cache(port), _stats(url)
+        batch = await run_bugs(system.settings, bugs, one_at_a_time=False, timeout_s=timeout)
+        spent = _stats(url)
+        runs[name] = (
+            _batch_figures(batch)
+            | cache_figures(counters, _worker_cache(port))
+            | {"tokens_spent": spent["input_tokens"] + spent["output_tokens"]
+               - llm["input_tokens"] - llm["output_tokens"]}
+        )  # fmt: skip
+    system.stop_workers()
+    cold = runs["cold"]
+    for name in ("same_batch", "near_duplicates"):
+        run = runs[name]
+        run["time_saved_s"] = cold["makespan_s"] - run["makespan_s"]
+        run["tokens_saved_share"] = (
+            1 - run["tokens_spent"] / cold["tokens_spent"] if cold["tokens_spent"] else 0.0
+        )
+    results["W6"] = runs | {"near_duplicate_share": duplicates / cfg.bugs if cfg.bugs else 0}
+
+
 async def run(cfg: BenchConfig) -> dict[str, Any]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     system = System(cfg.out, cfg.in_flight, cfg.profile)
@@ -371,6 +453,9 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
                 await pipelined(system, cfg, url, results)
         if "W4" in cfg.workloads:
             await rate_limited(system, cfg, results)
+        if "W6" in cfg.workloads:
+            with system.simulator(cfg.pipeline_time_scale) as url:
+                await cached(system, cfg, url, results)
     finally:
         await asyncio.to_thread(system.close)
     results["bench_seconds"] = time.perf_counter() - started
@@ -439,5 +524,30 @@ def print_report(results: dict[str, Any], console: Console) -> None:
             "p50 < 50 ms",
         )
         row("", "stage hop p50 / p99", f"{w['hop_ms_p50']:.0f} / {w['hop_ms_p99']:.0f} ms", "")
+    if w := results.get("W6"):
+        cold = w["cold"]
+        row(
+            "W6 cache",
+            "cold batch: fixed, makespan, tokens",
+            f"{cold['fixed']}/{cold['bugs']}, {cold['makespan_s']:.1f} s, {cold['tokens_spent']:,}",
+            "",
+        )
+        share = f"{w['near_duplicate_share']:.0%} near-dup"
+        for name, label in (("same_batch", "same batch again"), ("near_duplicates", share)):
+            r = w[name]
+            row(
+                "",
+                f"{label}: LLM / test hit rate",
+                f"{r['llm_hit_rate']:.0%} / {r['test_hit_rate']:.0%} "
+                f"({r['semantic_hits']:.0f} semantic)",
+                "",
+            )
+            row(
+                "",
+                f"{label}: tokens saved, time saved",
+                f"{r['tokens_saved']:,.0f} ({r['tokens_saved_share']:.0%}), "
+                f"{r['time_saved_s']:.1f} s of {cold['makespan_s']:.1f} s; {r['fixed']} fixed",
+                "",
+            )
     console.print(table)
     console.print(f"bench took {results['bench_seconds']:.0f} s")

@@ -47,6 +47,10 @@ class CallRecord:
     reasks: int
     rate_limited: int
     cache_hit: bool = False
+    similarity: float | None = None
+    """A semantic cache hit's cosine similarity (None: a model answer or an exact hit)."""
+    tokens_saved: int = 0
+    """A cache hit's tokens: what the call it reused spent."""
 
     @property
     def decode_tps(self) -> float:
@@ -63,6 +67,7 @@ class Totals:
     latency_s: float = 0.0
     attempts: int = 0
     cache_hits: int = 0
+    tokens_saved: int = 0
 
     def add(self, record: CallRecord) -> None:
         self.calls += 1
@@ -72,6 +77,7 @@ class Totals:
         self.latency_s += record.latency_s
         self.attempts += record.attempts
         self.cache_hits += int(record.cache_hit)
+        self.tokens_saved += record.tokens_saved
 
 
 @dataclass

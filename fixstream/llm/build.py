@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import openai
 
+from fixstream.cache import Cache, build_cache
 from fixstream.config import Settings
+from fixstream.llm.batch import BatchTransport
+from fixstream.llm.cache import AnswerCache
 from fixstream.llm.gateway import Gateway, GatewayConfig
 from fixstream.llm.limits import AdaptiveConcurrency, RateBudget
 from fixstream.llm.transport import OpenAITransport
@@ -14,7 +17,15 @@ class NoLLMConfiguredError(RuntimeError):
     pass
 
 
-def build_gateway(settings: Settings) -> Gateway:
+def cache_for(settings: Settings) -> Cache | None:
+    """The cache the settings choose, shared by the gateway and the tool calls of a worker."""
+    return build_cache(
+        settings.cache, settings.redis_url, ttl_s=settings.cache_ttl_s,
+        memory_mb=settings.cache_memory_mb, prefix=settings.app_id,
+    )  # fmt: skip
+
+
+def build_gateway(settings: Settings, cache: Cache | None = None) -> Gateway:
     """The gateway for these settings: OPENAI_BASE_URL/OPENAI_API_KEY or fixstream's own."""
     if not settings.llm_base_url and not settings.llm_api_key:
         raise NoLLMConfiguredError(
@@ -34,6 +45,7 @@ def build_gateway(settings: Settings) -> Gateway:
             max_attempts=settings.llm_max_attempts,
             max_reasks=settings.llm_max_reasks,
             timeout_s=settings.llm_timeout,
+            batch_timeout_s=settings.llm_batch_timeout,
             prices=settings.llm_prices,
         ),
         budget=RateBudget(
@@ -45,4 +57,8 @@ def build_gateway(settings: Settings) -> Gateway:
             key=f"{settings.app_id}:llm",
         ),
         window=AdaptiveConcurrency(settings.llm_max_concurrency),
+        cache=AnswerCache(cache, settings.cache_semantic) if cache is not None else None,
+        batch=BatchTransport(
+            client, flush_s=settings.llm_batch_flush_s, poll_s=settings.llm_batch_poll_s
+        ),
     )

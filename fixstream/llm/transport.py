@@ -40,8 +40,14 @@ class ChatReply:
     usage_reported: bool = True
 
 
-class Transport(Protocol):
+class ChatTransport(Protocol):
     async def chat(self, request: ChatRequest) -> ChatReply: ...
+
+
+class Transport(ChatTransport, Protocol):
+    """Chat and embeddings: what the gateway's interactive calls and semantic cache use."""
+
+    async def embed(self, model: str, text: str) -> list[float]: ...
 
 
 def _retry_after(response: Any) -> float | None:
@@ -142,6 +148,13 @@ class OpenAITransport:
             usage_reported=usage is not None,
         )
 
+    async def embed(self, model: str, text: str) -> list[float]:
+        try:
+            response = await self.client.embeddings.create(model=model, input=text)
+        except openai.OpenAIError as exc:
+            raise translate(exc) from exc
+        return list(response.data[0].embedding)
+
 
 Script = Callable[[ChatRequest], "str | Exception"]
 
@@ -157,6 +170,7 @@ class ScriptedTransport:
     answers: list[str | Exception] = field(default_factory=list)
     script: Script | None = None
     requests: list[ChatRequest] = field(default_factory=list)
+    embedded: list[str] = field(default_factory=list)
 
     async def chat(self, request: ChatRequest) -> ChatReply:
         self.requests.append(request)
@@ -176,3 +190,10 @@ class ScriptedTransport:
             ttft_s=0.0,
             total_s=0.0,
         )
+
+    async def embed(self, model: str, text: str) -> list[float]:
+        """The simulator's offline embedding: near-duplicate texts land close together."""
+        from fixstream.llm.simulator.content import embed_text
+
+        self.embedded.append(text)
+        return embed_text(text)

@@ -29,9 +29,11 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 from fixstream import telemetry
+from fixstream.cache import Cache, key_of
 from fixstream.sandbox.workspace import PRIVATE, Workspace
 from fixstream.schemas import TestRun
 
@@ -194,6 +196,42 @@ async def run_tests(
     max_output_bytes: int = 64_000,
     network: bool = False,
     test_ids: list[str] | None = None,
+    cache: Cache | None = None,
+    tags: Sequence[str] = (),
+) -> TestRun:
+    """One run, or the earlier run of the same command on the same workspace content (a
+    timed-out run is never reused: it says more about the machine than the code)."""
+    key = ""
+    if cache is not None:
+        limits = (timeout_s, memory_mb, cpu_s, max_processes, max_file_mb, network)
+        key = key_of("tests", await ws.snapshot_digest(), command, test_ids, limits)
+        cached = await cache.get("tests", key)
+        if cached is not None:
+            run = TestRun.model_validate_json(cached).model_copy(update={"cached": True})
+            await cache.saved("tests", 0, run.duration_ms / 1000)
+            return run
+    run = await _run(
+        ws, command, timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu_s,
+        max_processes=max_processes, max_file_mb=max_file_mb,
+        max_output_bytes=max_output_bytes, network=network, test_ids=test_ids,
+    )  # fmt: skip
+    if cache is not None and not run.timed_out:
+        await cache.put(key, run.model_dump_json().encode(), list(tags))
+    return run
+
+
+async def _run(
+    ws: Workspace,
+    command: list[str],
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    cpu_s: int,
+    max_processes: int,
+    max_file_mb: int,
+    max_output_bytes: int,
+    network: bool,
+    test_ids: list[str] | None,
 ) -> TestRun:
     private = ws.path / PRIVATE
     junit = private / "junit.xml"
@@ -250,5 +288,5 @@ async def run_tests(
         duration_ms=seconds * 1000,
         passed=passed,
         failed=failed,
-        output=output.text(),
+        output=output.text().replace(str(ws.path), "<workspace>"),
     )

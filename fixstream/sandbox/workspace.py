@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from shutil import ignore_patterns
 
 from fixstream.errors import EditRejectedError
 
@@ -58,14 +59,21 @@ class Workspace:
 
     async def snapshot_digest(self) -> str:
         """sha256 over every file's path and bytes: the same content, the same digest."""
-        return await asyncio.to_thread(_digest, self.path)
+        return await asyncio.to_thread(content_digest, self.path)
 
 
-def _digest(root: Path) -> str:
+def content_digest(root: Path) -> str:
+    """sha256 over the path and bytes of every file a workspace copy would hold."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and PRIVATE not in p.parts):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    skip = ignore_patterns(*IGNORED, PRIVATE)
+    for dirpath, dirnames, filenames in os.walk(root):
+        ignored = skip(dirpath, [*dirnames, *filenames])
+        dirnames[:] = sorted(d for d in dirnames if d not in ignored)
+        for name in sorted(f for f in filenames if f not in ignored):
+            path = Path(dirpath) / name
+            if path.is_file():
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -81,7 +89,7 @@ def _drop_escaping_links(root: Path) -> None:
 
 
 def _copy(source: Path, target: Path) -> None:
-    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
+    shutil.copytree(source, target, symlinks=True, ignore=ignore_patterns(*IGNORED))
     _drop_escaping_links(target)
     (target / PRIVATE).mkdir()
 

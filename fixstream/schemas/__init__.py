@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from fixstream.errors import UnknownNameError
-from fixstream.schemas.analysis import AnalyzedBug, CandidateFile, ChunkRef, Evidence, StackFrame
+from fixstream.schemas.analysis import (
+    AnalyzedBug,
+    CallScope,
+    CandidateFile,
+    ChunkRef,
+    Evidence,
+    StackFrame,
+)
 from fixstream.schemas.base import Event, StageMeta
 from fixstream.schemas.deadletter import DeadLetter
 from fixstream.schemas.pipeline import (
@@ -56,6 +63,7 @@ __all__ = [
     "Artifact",
     "BugReport",
     "BugSummary",
+    "CallScope",
     "CandidateFile",
     "CandidatePatch",
     "ChunkRef",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from fixstream.schemas.base import Event, Part, StageMeta
-from fixstream.schemas.report import BugReport
+from fixstream.schemas.report import BugReport, Priority
 
 
 class StackFrame(Part):
@@ -47,8 +47,21 @@ class ChunkRef(Part):
     symbol: str | None = None
 
 
+class CallScope(Part):
+    """What every LLM call of a bug carries besides its prompt: the repository version the
+    prompt was built from (cache keys include it) and the bug's priority."""
+
+    repo: str = ""
+    """The repository as the report names it (path or URL): ``cache clear --repo`` takes it."""
+    version: str = ""
+    """The commit, or a content hash of the files when the report names no commit."""
+    priority: Priority = "interactive"
+
+
 class AnalyzedBug(Event):
     """The report, analysed and cut into chunks: the input of every later stage."""
+
+    schema_version: ClassVar[int] = 2
 
     bug_id: str
     meta: StageMeta
@@ -58,3 +71,4 @@ class AnalyzedBug(Event):
     candidates: list[CandidateFile] = Field(default_factory=list)
     chunks: list[ChunkRef] = Field(default_factory=list)
     summary: str | None = None
+    scope: CallScope = Field(default_factory=CallScope)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from fixstream.schemas.analysis import AnalyzedBug, ChunkRef
+from fixstream.schemas.analysis import AnalyzedBug, CallScope, ChunkRef
 from fixstream.schemas.base import Event, Part, StageMeta
 
 
@@ -22,6 +22,8 @@ class TestRun(Part):
     passed: list[str] = Field(default_factory=list)
     failed: list[str] = Field(default_factory=list)
     output: str = ""
+    cached: bool = False
+    """An earlier run of the same command on the same workspace content, reused."""
 
 
 class Reproduction(Part):
@@ -33,6 +35,8 @@ class Reproduction(Part):
 
 
 class ReproducedBug(Event):
+    schema_version: ClassVar[int] = 2
+
     bug_id: str
     meta: StageMeta
     analyzed: AnalyzedBug
@@ -48,6 +52,8 @@ class Suspect(Part):
 
 
 class RootCausedBug(Event):
+    schema_version: ClassVar[int] = 2
+
     bug_id: str
     meta: StageMeta
     reproduced: ReproducedBug
@@ -76,6 +82,8 @@ class CandidatePatch(Part):
 
 
 class PatchedBug(Event):
+    schema_version: ClassVar[int] = 2
+
     bug_id: str
     meta: StageMeta
     rootcaused: RootCausedBug
@@ -98,6 +106,8 @@ class StageCost(Part):
 class FixEvent(Event):
     """Exactly one per bug: what downstream systems consume."""
 
+    schema_version: ClassVar[int] = 2
+
     bug_id: str
     meta: StageMeta
     status: FixStatus
@@ -114,6 +124,8 @@ class ChunkTask(Event):
     The prompt travels whole, so a chunk worker needs no repository: any worker can take it.
     """
 
+    schema_version: ClassVar[int] = 2
+
     task_id: str
     bug_id: str
     stage: str
@@ -124,6 +136,7 @@ class ChunkTask(Event):
     answer_schema: str
     prompt: list[dict[str, str]]
     max_tokens: int = 800
+    scope: CallScope = Field(default_factory=CallScope)
 
 
 class ChunkResult(Event):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -53,6 +53,11 @@ class RepoRef(Part):
         return self
 
 
+Priority = Literal["interactive", "batch"]
+"""interactive: answers as fast as the model streams them. batch: the LLM calls go through
+the Batch API (half the price at OpenAI, done within its completion window)."""
+
+
 class Comment(Part):
     author: str = "unknown"
     body: str
@@ -62,6 +67,8 @@ class Comment(Part):
 class BugReport(Event):
     """A bug as reported by a tracker, CI or an error monitor."""
 
+    schema_version: ClassVar[int] = 2
+
     bug_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@/-]+$")
     source: str = "unknown"
     title: str = Field(min_length=1, max_length=1000)
@@ -70,4 +77,5 @@ class BugReport(Event):
     artifacts: list[Artifact] = Field(default_factory=list)
     repo: RepoRef
     labels: list[str] = Field(default_factory=list)
+    priority: Priority = "interactive"
     reported_at: datetime = Field(default_factory=utcnow)

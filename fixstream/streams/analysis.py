@@ -9,22 +9,27 @@ report into the first progressive summary, which later stages read instead of th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from fixstream.analysis.chunks import chunk_id, chunk_source
-from fixstream.analysis.locate import locate_files
+from fixstream.analysis.locate import LocatedFile, locate_files
 from fixstream.analysis.logs import ParsedLog, identifiers, parse_log
 from fixstream.analysis.related import refine
 from fixstream.artifacts import ArtifactStore
+from fixstream.cache import Cache, key_of, tags_of
 from fixstream.errors import LLMError
 from fixstream.llm import Gateway
 from fixstream.llm.accounting import Totals
-from fixstream.repos import resolve_repo
+from fixstream.repos import resolve_repo, scope_of
 from fixstream.schemas import (
     AnalyzedBug,
     BugReport,
+    CallScope,
     CandidateFile,
     ChunkRef,
     Evidence,
@@ -47,6 +52,7 @@ class AnalysisConfig:
     max_files: int = 12
     max_chunks: int = 64
     inline_limit: int = 16_384
+    cache: Cache | None = None
 
 
 def _merge(parsed: list[ParsedLog]) -> ParsedLog:
@@ -64,20 +70,49 @@ def _merge(parsed: list[ParsedLog]) -> ParsedLog:
     )
 
 
+def _prose(report: BugReport) -> str:
+    return "\n".join([report.title, report.description, *(c.body for c in report.comments)])
+
+
+def _parse(report: BugReport, logs: list[str], cfg: AnalysisConfig) -> tuple[ParsedLog, str]:
+    """Evidence from the logs and the prose, merged, and the logs' excerpt."""
+    parsed_logs = [parse_log(text, max_tokens=cfg.max_log_tokens) for text in logs]
+    merged = _merge([*parsed_logs, parse_log(_prose(report), max_tokens=cfg.max_log_tokens)])
+    return merged, "\n".join(p.text for p in parsed_logs)
+
+
+def _search(repo_dir: Path, merged: ParsedLog, prose: str, limit: int) -> list[LocatedFile]:
+    return refine(repo_dir, locate_files(repo_dir, merged, prose, limit=limit), prose, limit=limit)
+
+
+async def _located(
+    report: BugReport, repo_dir: Path, merged: ParsedLog, scope: CallScope, cfg: AnalysisConfig
+) -> list[LocatedFile]:
+    """The repository search, or the same search's result on the same repository version."""
+    prose = _prose(report)
+    if cfg.cache is None:
+        return await asyncio.to_thread(_search, repo_dir, merged, prose, cfg.max_files)
+    key = key_of("search", scope.repo, scope.version, prose, repr(merged), cfg.max_files)
+    cached = await cfg.cache.get("search", key)
+    if cached is not None:
+        return [LocatedFile(f["path"], f["reason"], f["score"], tuple(f["lines"]))
+                for f in orjson.loads(cached)]  # fmt: skip
+    located = await asyncio.to_thread(_search, repo_dir, merged, prose, cfg.max_files)
+    value = orjson.dumps([dataclasses.asdict(f) for f in located])
+    await cfg.cache.put(key, value, tags_of(report.bug_id, scope))
+    return located
+
+
 def _analyse_files(
-    report: BugReport, repo_dir: Path, logs: list[str], cfg: AnalysisConfig
+    report: BugReport,
+    repo_dir: Path,
+    merged: ParsedLog,
+    excerpt: str,
+    located: list[LocatedFile],
+    cfg: AnalysisConfig,
 ) -> tuple[Evidence, list[CandidateFile], list[ChunkRef]]:
     """The CPU- and file-bound part, run in a thread so the event loop stays free."""
-    prose = "\n".join([report.title, report.description, *(c.body for c in report.comments)])
-    parsed_logs = [parse_log(text, max_tokens=cfg.max_log_tokens) for text in logs]
-    merged = _merge([*parsed_logs, parse_log(prose, max_tokens=cfg.max_log_tokens)])
-    excerpt = "\n".join(p.text for p in parsed_logs)
-    located = refine(
-        repo_dir,
-        locate_files(repo_dir, merged, prose, limit=cfg.max_files),
-        prose,
-        limit=cfg.max_files,
-    )
+    prose = _prose(report)
     chunks: list[ChunkRef] = []
     for found in located:
         if len(chunks) >= cfg.max_chunks:
@@ -122,8 +157,11 @@ async def analyse(report: BugReport, cfg: AnalysisConfig) -> AnalyzedBug:
         for a in report.artifacts
     ]
     logs = [await cfg.store.text_of(a) for a in artifacts if a.kind == "log"]
+    scope = await scope_of(report.repo, repo_dir, report.priority)
+    merged, excerpt = await asyncio.to_thread(_parse, report, logs, cfg)
+    located = await _located(report, repo_dir, merged, scope, cfg)
     evidence, candidates, chunks = await asyncio.to_thread(
-        _analyse_files, report, repo_dir, logs, cfg
+        _analyse_files, report, repo_dir, merged, excerpt, located, cfg
     )
     return AnalyzedBug(
         bug_id=report.bug_id,
@@ -133,6 +171,7 @@ async def analyse(report: BugReport, cfg: AnalysisConfig) -> AnalyzedBug:
         evidence=evidence,
         candidates=candidates,
         chunks=chunks,
+        scope=scope,
     )
 
 
@@ -147,6 +186,7 @@ async def summarise(bug: AnalyzedBug, llm: Gateway) -> Outcome:
             purpose="summary",
             bug_id=bug.bug_id,
             max_tokens=400,
+            scope=bug.scope,
         )
         usage.add(answer.record)
         summary: ReportSummary | None = answer.value

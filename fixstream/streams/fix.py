@@ -75,6 +75,7 @@ async def scatter(bug: RootCausedBug, sg: ScatterGather, knobs: StageKnobs) -> O
                 bug, s.why, header(s.chunk), await asyncio.to_thread(chunk_text, repo_dir, s.chunk)
             ),
             max_tokens=1200,
+            scope=bug.reproduced.analyzed.scope,
         )
         for s in suspects
     ]
@@ -176,6 +177,7 @@ async def finish(
                 purpose=STAGE,
                 bug_id=bug.bug_id,
                 max_tokens=1500,
+                scope=bug.reproduced.analyzed.scope,
             )
             usage.add(answer.record)
             resolved = CandidatePatch(

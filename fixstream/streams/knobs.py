@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fixstream.cache import Cache
+
 
 @dataclass(frozen=True, slots=True)
 class StageKnobs:
@@ -17,3 +19,5 @@ class StageKnobs:
     fix_suspects: int = 3
     suspect_threshold: float = 0.5
     chunk_max_tokens: int = 600
+    cache: Cache | None = None
+    """Test runs and searches already done on the same content (None: always redo)."""

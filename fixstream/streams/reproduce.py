@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from fixstream.answers import ReproductionTest
+from fixstream.cache import tags_of
 from fixstream.chunktext import chunk_text, header
 from fixstream.errors import EditRejectedError, LLMError
 from fixstream.llm import Gateway
@@ -89,6 +90,8 @@ async def _try(bug: AnalyzedBug, test: ReproductionTest, knobs: StageKnobs, name
             [*bug.report.repo.test_command, test.path],
             timeout_s=knobs.test_timeout_s,
             memory_mb=knobs.test_memory_mb,
+            cache=knobs.cache,
+            tags=tags_of(bug.bug_id, bug.scope),
         )
     finally:
         await ws.remove()
@@ -113,6 +116,7 @@ async def reproduce(bug: AnalyzedBug, llm: Gateway, knobs: StageKnobs) -> Outcom
                 purpose=STAGE,
                 bug_id=bug.bug_id,
                 max_tokens=1500,
+                scope=bug.scope,
             )
         except LLMError as exc:
             result = Reproduction(reproduced=False, reason=f"{type(exc).__name__}: {exc}")

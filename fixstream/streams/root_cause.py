@@ -84,6 +84,7 @@ async def scatter(bug: ReproducedBug, sg: ScatterGather, knobs: StageKnobs) -> O
                 await asyncio.to_thread(chunk_text, repo_dir, chunk, numbered=True),
             ),
             max_tokens=300,
+            scope=bug.analyzed.scope,
         )
         for chunk in chunks
     ]

@@ -130,7 +130,7 @@ class ScatterGather:
             with telemetry.active().chunk_call():
                 answer = await self.llm.structured(
                     schema, task.prompt, purpose=task.purpose, bug_id=task.bug_id,
-                    max_tokens=task.max_tokens,
+                    max_tokens=task.max_tokens, scope=task.scope,
                 )  # fmt: skip
             result = ChunkResult(
                 **common, ok=True, output=answer.value.model_dump(mode="json"),

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fixstream.cache import tags_of
 from fixstream.errors import EditRejectedError
 from fixstream.sandbox import make_workspace, run_tests
 from fixstream.sandbox.edits import apply_edits, unified_diff
@@ -63,6 +64,8 @@ async def check(bug: PatchedBug, candidate: CandidatePatch, knobs: StageKnobs) -
             analyzed.report.repo.test_command,
             timeout_s=knobs.test_timeout_s,
             memory_mb=knobs.test_memory_mb,
+            cache=knobs.cache,
+            tags=tags_of(bug.bug_id, analyzed.scope),
         )
     finally:
         await ws.remove()

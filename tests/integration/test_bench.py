@@ -17,7 +17,7 @@ def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_p
     out = tmp_path / "bench"
     run = subprocess.run(
         [
-            sys.executable, "-m", "fixstream", "bench", "--only", "W1,W3,W4,W5",
+            sys.executable, "-m", "fixstream", "bench", "--only", "W1,W3,W4,W5,W6",
             "--bugs", "5", "--monolith-bugs", "5", "--time-scale", "0.02",
             "--pipeline-time-scale", "0.05", "--out", str(out), "--profile",
         ],
@@ -45,6 +45,15 @@ def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_p
     w5 = figures["W5"]
     assert 0 < w5["overhead_ms_p50"] <= w5["overhead_ms_p99"]
     assert w5["hop_ms_p50"] > 0
+
+    w6 = figures["W6"]
+    cold, again, near = w6["cold"], w6["same_batch"], w6["near_duplicates"]
+    assert cold["fixed"] == again["fixed"] == near["fixed"] == 5
+    assert cold["tokens_spent"] > 0 and cold["llm_hit_rate"] < 0.5
+    assert again["llm_hit_rate"] == 1.0 and again["test_hit_rate"] == 1.0
+    assert again["tokens_spent"] == 0 and again["tokens_saved"] > 0
+    assert near["semantic_hits"] >= 2  # round(30% of 5) near-duplicate reports
+    assert 0 < near["tokens_spent"] < cold["tokens_spent"]
 
     profiles = sorted(out.glob("*.prof"))
     assert {p.name for p in profiles} >= {"bench.prof", "worker-w3-0.prof"}

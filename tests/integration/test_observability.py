@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import time
 import urllib.request
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_pipeline import STAGES, _fixes, _reports, _submit
@@ -29,6 +32,14 @@ def _scrape(port: int) -> dict[tuple[str, tuple], float]:
 def _total(samples: dict, name: str, **labels: str) -> float:
     want = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def _cli(*args: str) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-m", "fixstream", *args], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return orjson.loads(run.stdout)
 
 
 def test_a_fixed_bug_shows_in_metrics_and_in_spans(settings, start_worker, tmp_path):
@@ -55,6 +66,32 @@ def test_a_fixed_bug_shows_in_metrics_and_in_spans(settings, start_worker, tmp_p
     assert _total(after, "faust_messages_received_total") > 0  # Faust's own, same page
     lag = [k for k in after if k[0] == "fixstream_consumer_lag"]
     assert lag and all(after[k] >= 0 for k in lag)
+
+    # the same bug again: every LLM call and test run from the worker's memory cache
+    again = report.model_copy(update={"bug_id": report.bug_id + "-again"})
+    _submit(settings, [again])
+    assert _fixes(settings, {again.bug_id})[0].status == "fixed"
+    repeat = _scrape(port)
+    calls = _total(after, "fixstream_llm_calls_total")
+    assert _total(repeat, "fixstream_llm_calls_total") == 2 * calls
+    assert _total(repeat, "fixstream_cache_lookups_total", cache="llm", result="hit") == calls
+    assert _total(repeat, "fixstream_llm_tokens_total") == _total(
+        after, "fixstream_llm_tokens_total"
+    )
+    assert _total(repeat, "fixstream_cache_saved_tokens_total") > 0
+
+    # operators read and clear that cache through the worker's web port
+    url = f"http://127.0.0.1:{port}"
+    shown = _cli("cache", "stats", "--worker", url, "--json")
+    assert shown["backend"] == "memory" and shown["entries"] > 0
+    assert shown["counters"]["llm"]["hits"] == calls
+    out = subprocess.run(
+        [sys.executable, "-m", "fixstream", "cache", "clear", "--bug", report.bug_id,
+         "--worker", url], capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "cleared" in out and f"bug {report.bug_id}" in out
+    # the repeat made no entries of its own: clearing the bug that made them empties it
+    assert _cli("cache", "stats", "--worker", url, "--json")["entries"] == 0
 
     spans = [s for s in read_spans(trace) if s["bug_id"] == report.bug_id]
     kinds = {(s["kind"], s["stage"]) for s in spans}

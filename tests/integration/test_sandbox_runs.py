@@ -156,3 +156,45 @@ async def test_plugins_installed_beside_the_worker_are_not_loaded_unless_named(t
     assert (await run_tests(ws, PYTEST)).exit_code == 0
     named = await run_tests(ws, [*PYTEST, "-p", "hypothesis.extra.pytestplugin"])
     assert named.exit_code == 1 and named.failed, named.output[-1500:]
+
+
+async def test_a_run_on_the_same_workspace_content_is_reused_and_a_changed_file_is_not(tmp_path):
+    from fixstream.cache import Cache
+    from fixstream.cache.backends import MemoryBackend
+
+    cache = Cache(MemoryBackend(), ttl_s=60)
+    code = (
+        "import os, time\n\ndef test_slow():\n    print('ran in', os.getcwd())\n"
+        "    time.sleep(0.3)\n    assert 1 == 2\n"
+    )
+    first_ws = await _workspace(tmp_path, {"test_a.py": code})
+    first = await run_tests(first_ws, PYTEST, cache=cache, tags=["bug:B1"])
+    # another copy of the same content, under another name: the same run
+    second_ws = await make_workspace(tmp_path / "repo", default_root(), "u")
+    second = await run_tests(second_ws, PYTEST, cache=cache)
+    assert not first.cached and second.cached
+    assert second.failed == first.failed == ["tests/test_a.py::test_slow"]
+    assert second.output == first.output and "ran in <workspace>" in first.output
+    assert str(first_ws.path) not in first.output  # host paths stay out of prompts
+    (second_ws.path / "tests" / "test_a.py").write_text(code.replace("1 == 2", "1 == 1"))
+    third = await run_tests(second_ws, PYTEST, cache=cache)
+    assert not third.cached and third.exit_code == 0
+    stats = await cache.stats()
+    assert stats.counters["tests"]["hits"] == 1 and stats.counters["tests"]["misses"] == 2
+    assert stats.counters["tests"]["seconds_saved"] >= 0.3
+    assert await cache.clear(bug="B1") == 1
+    for ws in (first_ws, second_ws):
+        await ws.remove()
+
+
+async def test_a_timed_out_run_is_never_reused(tmp_path):
+    from fixstream.cache import Cache
+    from fixstream.cache.backends import MemoryBackend
+
+    cache = Cache(MemoryBackend(), ttl_s=60)
+    ws = await _workspace(
+        tmp_path, {"test_hang.py": "import time\n\ndef test_h():\n    time.sleep(60)\n"}
+    )
+    runs = [await run_tests(ws, PYTEST, timeout_s=1.5, cache=cache) for _ in range(2)]
+    await ws.remove()
+    assert all(r.timed_out and not r.cached for r in runs)

@@ -6,6 +6,7 @@ import pytest
 
 from fixstream.bench.system import Batch, example_bugs
 from fixstream.bench.workloads import (
+    cache_figures,
     code_text,
     hops,
     overhead,
@@ -69,3 +70,18 @@ def test_example_bugs_cycle_through_the_examples_with_unique_ids():
     bugs = example_bugs(12, "t")
     assert len({b.bug_id for b in bugs}) == 12
     assert len({b.repo.path for b in bugs}) == 5
+
+
+def test_cache_figures_count_semantic_hits_among_the_exact_misses():
+    before = {"llm": {"hits": 10, "misses": 40}, "tests": {"hits": 0, "misses": 20}}
+    after = {
+        "llm": {"hits": 30, "misses": 50, "tokens_saved": 9000, "seconds_saved": 12.0},
+        "semantic": {"hits": 4, "misses": 6, "tokens_saved": 1000, "seconds_saved": 2.0},
+        "tests": {"hits": 15, "misses": 25, "seconds_saved": 7.5},
+    }
+    figures = cache_figures(before, after)
+    assert figures["llm_calls"] == 30  # 20 exact hits + 10 misses, 4 of them semantic hits
+    assert figures["llm_hit_rate"] == pytest.approx(24 / 30)
+    assert figures["test_hit_rate"] == pytest.approx(15 / 20)
+    assert figures["tokens_saved"] == 10_000 and figures["seconds_saved"] == pytest.approx(21.5)
+    assert cache_figures({}, {})["llm_hit_rate"] == 0.0

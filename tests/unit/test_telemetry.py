@@ -30,7 +30,19 @@ def test_a_call_counts_tokens_retries_reasks_and_429s():
     # four attempts: the first, one re-ask, and two retries after 429s
     assert _value(t, "fixstream_llm_retries_total", model="gpt-4.1") == 2
     assert _value(t, "fixstream_llm_reasks_total", model="gpt-4.1") == 1
+
+
+def test_cache_lookups_and_what_hits_saved_are_counted_per_cache():
+    t = Telemetry()
+    t.cache_lookup("llm", True)
+    t.cache_lookup("llm", False)
+    t.cache_lookup("tests", True)
+    t.cache_saved("llm", 120, 1.5)
+    assert _value(t, "fixstream_cache_lookups_total", cache="llm", result="hit") == 1
     assert _value(t, "fixstream_cache_lookups_total", cache="llm", result="miss") == 1
+    assert _value(t, "fixstream_cache_lookups_total", cache="tests", result="hit") == 1
+    assert _value(t, "fixstream_cache_saved_tokens_total", cache="llm") == 120
+    assert _value(t, "fixstream_cache_saved_seconds_total", cache="llm") == 1.5
 
 
 def test_in_flight_follows_begin_and_end_and_only_done_is_timed():

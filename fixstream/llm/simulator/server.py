@@ -109,6 +109,9 @@ class SimulatorConfig(BaseModel):
     embedding_dimensions: int = Field(256, ge=8, le=4096)
     stream_tokens_per_delta: int = Field(3, ge=1)
     max_stream_sleeps: int = Field(50, ge=1)
+    batch_window_seconds: float = Field(30.0, ge=0)
+    """The batch completion window the simulator models: no batch completes sooner, however
+    fast its lines are answered (real OpenAI promises 24 h and is often much faster)."""
 
     @classmethod
     def from_file(cls, path: str | Path) -> SimulatorConfig:
@@ -143,6 +146,10 @@ class SimulatorStats:
     charged_tokens: int = 0
     """What admitted requests counted against the TPM limit (input + max_tokens)."""
     faults: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    """Batches created through ``POST /v1/batches``."""
+    batch_requests: int = 0
+    """Lines of those batches that were run (their tokens count in input/output_tokens)."""
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -153,6 +160,8 @@ class SimulatorStats:
             "rate_limited": self.rate_limited,
             "charged_tokens": self.charged_tokens,
             "faults": dict(self.faults),
+            "batches": self.batches,
+            "batch_requests": self.batch_requests,
         }
 
 
@@ -182,8 +191,8 @@ class ApiError(Exception):
         self.param = param
         self.headers = dict(headers or {})
 
-    def response(self) -> web.Response:
-        body = {
+    def body(self) -> dict[str, Any]:
+        return {
             "error": {
                 "message": self.message,
                 "type": self.type,
@@ -191,7 +200,9 @@ class ApiError(Exception):
                 "code": self.code,
             }
         }
-        return _json(body, status=self.status, headers=self.headers)
+
+    def response(self) -> web.Response:
+        return _json(self.body(), status=self.status, headers=self.headers)
 
 
 def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -336,9 +347,14 @@ def _raise_fault(state: _State, fault: FaultKind) -> NoReturn:
 
 
 async def _admit(
-    state: _State, profile: ModelProfile, cost: int, content_faults: bool = True
+    state: _State,
+    profile: ModelProfile,
+    cost: int,
+    content_faults: bool = True,
+    limited: bool = True,
 ) -> FaultKind | None:
-    """Draw a fault and apply rate limits; raises for outright failures, returns the rest."""
+    """Draw a fault and apply rate limits (when ``limited``); raises for outright failures,
+    returns the rest."""
     fault = state.config.faults.draw(state.rng)
     if fault in CONTENT_FAULTS and not content_faults:
         fault = None
@@ -347,7 +363,7 @@ async def _admit(
     if fault in ("error_5xx", "rate_limit"):
         await asyncio.sleep(state.scaled(profile.base_latency_ms / 1000))
         _raise_fault(state, fault)
-    if state.limiter.active:
+    if limited and state.limiter.active:
         decision = state.limiter.acquire(cost, time.monotonic())
         if not decision.allowed:
             raise ApiError(
@@ -398,12 +414,22 @@ async def _sleep_until(deadline: float) -> None:
 # --------------------------------------------------------------------------- handlers
 
 
-async def _chat_completions(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/chat/completions``: modelled wait, then a JSON or SSE answer."""
+@dataclass(frozen=True, slots=True)
+class _ChatPlan:
+    """A chat answer decided but not yet delivered: what to say and when."""
+
+    meta: dict[str, Any]
+    generated: GeneratedContent
+    input_tokens: int
+    first_token_at: float
+    decode: float
+
+
+async def _plan_chat(
+    state: _State, body: Mapping[str, Any], started: float, limited: bool = True
+) -> _ChatPlan:
+    """Validate a chat request, admit it (faults, limits) and generate its answer."""
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    state = _state(request)
-    body = await _read_json(request)
     profile = state.profile(body.get("model"), "chat")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -415,8 +441,9 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
     input_tokens = count_prompt_tokens(messages, response_format)
     cost = input_tokens + (max_tokens or state.config.default_output_tokens)
 
-    fault = await _admit(state, profile, cost)
-    state.stats.charged_tokens += cost
+    fault = await _admit(state, profile, cost, limited=limited)
+    if limited:
+        state.stats.charged_tokens += cost
     if fault == "hang":
         started = loop.time()
     generated = state.content.generate(
@@ -434,28 +461,65 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         "model": profile.name,
         "system_fingerprint": "fp_fixstream_sim",
     }
-    if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return await _stream(
-            request, state, meta, generated, input_tokens, started + ttft, decode, include_usage
-        )
-    await _sleep_until(started + ttft + decode)
-    state.stats.input_tokens += input_tokens
+    return _ChatPlan(meta, generated, input_tokens, started + ttft, decode)
+
+
+async def _answer_chat(
+    state: _State, body: Mapping[str, Any], started: float, limited: bool = True
+) -> dict[str, Any]:
+    """A non-streamed chat completion, delivered after the modelled latency; raises ApiError."""
+    plan = await _plan_chat(state, body, started, limited)
+    generated = plan.generated
+    await _sleep_until(plan.first_token_at + plan.decode)
+    state.stats.input_tokens += plan.input_tokens
     state.stats.output_tokens += generated.output_tokens
-    return _json(
-        {
-            **meta,
-            "object": "chat.completion",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": generated.content, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": generated.finish_reason,
-                }
-            ],
-            "usage": _usage(input_tokens, generated.output_tokens),
-        }
+    return {
+        **plan.meta,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": generated.content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": generated.finish_reason,
+            }
+        ],
+        "usage": _usage(plan.input_tokens, generated.output_tokens),
+    }
+
+
+async def complete_chat(
+    state: _State, body: Mapping[str, Any], limited: bool = True
+) -> tuple[int, dict[str, Any]]:
+    """``(status, JSON body)`` of a non-streamed chat completion: the answer, or OpenAI's error
+    body. Shared by ``/v1/chat/completions`` and the batch lines (which pass ``limited=False``:
+    OpenAI queues batches apart from the RPM/TPM limits)."""
+    started = asyncio.get_running_loop().time()
+    try:
+        return 200, await _answer_chat(state, body, started, limited)
+    except ApiError as err:
+        return err.status, err.body()
+
+
+async def _chat_completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/chat/completions``: modelled wait, then a JSON or SSE answer."""
+    started = asyncio.get_running_loop().time()
+    state = _state(request)
+    body = await _read_json(request)
+    if not body.get("stream"):
+        # raised ApiErrors keep their headers (Retry-After) through the middleware
+        return _json(await _answer_chat(state, body, started))
+    plan = await _plan_chat(state, body, started)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return await _stream(
+        request,
+        state,
+        plan.meta,
+        plan.generated,
+        plan.input_tokens,
+        plan.first_token_at,
+        plan.decode,
+        include_usage,
     )
 
 
@@ -616,6 +680,9 @@ def create_sim_app(config: SimulatorConfig | None = None) -> web.Application:
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/v1/models/{model}", _model)
     app.router.add_get("/v1/simulator/stats", _stats)
+    from fixstream.llm.simulator.batches import add_batch_routes  # it builds on this module
+
+    add_batch_routes(app)
     return app
 
 
