@@ -56,6 +56,9 @@ class MemoryBackend:
         self.values[key] = value
         for tag in tags:
             self.tags.setdefault(tag, set()).add(key)
+        if len(self.tags) > 2 * len(self.values) + 1000:  # tags of evicted entries
+            live = {tag: keys & self.values.keys() for tag, keys in self.tags.items()}
+            self.tags = {tag: keys for tag, keys in live.items() if keys}
 
     async def clear(self, tag: str | None = None) -> int:
         if tag is None:

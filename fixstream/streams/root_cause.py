@@ -100,7 +100,7 @@ def rank(bug: ReproducedBug, results: list[ChunkResult], knobs: StageKnobs) -> l
         if r.ok and r.chunk_id in chunks:
             verdict = ChunkVerdict.model_validate(r.output)
             scored.append((verdict.implicated, verdict.score, verdict, chunks[r.chunk_id]))
-    scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
+    scored.sort(key=lambda s: (s[0], s[1]), reverse=True)  # stable: ties keep chunk order
     picked = [s for s in scored if s[0] and s[1] >= knobs.suspect_threshold][: knobs.fix_suspects]
     picked = picked or scored[:1]
     return [Suspect(chunk=chunk, score=score, why=v.why) for _, score, v, chunk in picked]

@@ -105,6 +105,7 @@ class ScatterGather:
             "context_type": type(context).__name__,
             "context": context.model_dump(mode="json"),
             "fan_out": len(tasks),
+            "order": [task.task_id for task in tasks],
             "results": {},
             "started": now,
             "deadline": now + self.deadline_s,
@@ -162,7 +163,11 @@ class ScatterGather:
         telemetry.current_bug.set(entry["bug_id"])
         telemetry.current_stage.set(entry["stage"])
         context = event_type(entry["context_type"]).model_validate(entry["context"])
-        results = [ChunkResult.model_validate(r) for r in entry["results"].values()]
+        # in the order the tasks were sent, not the order answers came back: the same bug
+        # gathers to the same outcome, and the next stage's prompts are the same (cacheable)
+        gathered = entry["results"]
+        order = entry.get("order") or list(gathered)
+        results = [ChunkResult.model_validate(gathered[t]) for t in order if t in gathered]
         elapsed = time.time() - entry["started"]
         try:
             outcome = await gatherer.finish(context, results, complete, elapsed)

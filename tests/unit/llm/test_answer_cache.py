@@ -163,3 +163,11 @@ def test_stats_survive_the_round_trip_the_worker_page_makes():
     again = CacheStats.from_dict(stats.as_dict())
     assert again == stats and again.hit_rate("llm") == pytest.approx(0.75)
     assert again.hit_rate("tests") == 0.0
+
+
+async def test_memory_tags_of_evicted_entries_do_not_pile_up():
+    backend = MemoryBackend(max_bytes=100, ttl_s=60)
+    for i in range(5000):
+        await backend.put(f"k{i}", b"x" * 10, [f"bug:{i}"], 60)
+    assert len(backend.values) == 10 and len(backend.tags) <= 2 * 10 + 1000
+    assert await backend.clear("bug:4999") == 1 and await backend.clear("bug:0") == 0
