@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from typing import Any
@@ -18,9 +17,10 @@ from fixstream.config import Settings
 from fixstream.llm import Gateway
 from fixstream.llm.build import build_gateway, cache_for
 from fixstream.sandbox.workspace import default_root
-from fixstream.schemas import BugReport, FixEvent, PatchedBug
+from fixstream.schemas import BugReport, PatchedBug
 from fixstream.streams import analysis, fix, reproduce, root_cause, validate
 from fixstream.streams.deadletters import DeadLetters
+from fixstream.streams.finals import Finals
 from fixstream.streams.knobs import StageKnobs
 from fixstream.streams.scatter import ScatterGather
 from fixstream.streams.stage import Handler, Outcome, Stage
@@ -32,17 +32,19 @@ log = logging.getLogger(__name__)
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
-    if settings.sasl_mechanism:
-        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
-        ssl = settings.kafka_client_options().get("ssl_context")
+    """``settings.kafka_client_options()`` in Faust's form, so the worker's producer,
+    consumers and topic creation use the protocol, mechanism, user and CA the CLI does."""
+    options = settings.kafka_client_options()
+    if settings.security_protocol.startswith("SASL_"):
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
         return faust.SASLCredentials(
             username=settings.sasl_username,
             password=password,
-            mechanism=settings.sasl_mechanism,
-            ssl_context=ssl,
+            mechanism=settings.sasl_mechanism or "PLAIN",
+            ssl_context=options.get("ssl_context"),  # SASL_SSL: set; SASL_PLAINTEXT: None
         )
     if settings.security_protocol == "SSL":
-        return faust.SSLCredentials(settings.kafka_client_options()["ssl_context"])
+        return faust.SSLCredentials(options["ssl_context"])
     return None
 
 
@@ -157,7 +159,9 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         deadline_s=settings.gather_deadline_s, chunk_concurrency=settings.chunk_concurrency,
         gather_concurrency=settings.agent_concurrency,
     )  # fmt: skip
-    finals = app.Table("fixstream-finals", default=None, partitions=partitions)
+    finals = Finals(
+        app, topics, settings, partitions=partitions, stuck_after_s=settings.stuck_after_s
+    )
 
     def stage(name: str, handler: Handler, source: str, sink: str) -> Stage:
         s = Stage(name, handler, sink, topics, dead_letters)
@@ -168,16 +172,11 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         return await analysis.summarise(await analysis.analyse(report, cfg), llm)
 
     async def run_validate(bug: PatchedBug) -> Outcome | None:
-        if finals.get(bug.bug_id) is not None:
+        # an optimisation only: the finalizer drops repeats anyway
+        if bug.bug_id in finals.published.ids:
             log.info("validate: %s already has its fix event; dropping a redelivery", bug.bug_id)
             return None
-        outcome = await validate.validate(bug, knobs)
-        if not isinstance(outcome.output, FixEvent):
-            return outcome
-        status = outcome.output.status
-        return dataclasses.replace(
-            outcome, on_emitted=lambda: finals.__setitem__(bug.bug_id, status)
-        )
+        return await validate.validate(bug, knobs)
 
     stage(analysis.STAGE, run_analysis, "bugs.reported", "bugs.analyzed")
     stage(
@@ -193,5 +192,5 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         fix.STAGE, lambda bug: fix.scatter(bug, scatter, knobs), "bugs.rootcaused", "bugs.patched"
     )
     scatter.register(fx, lambda *a: fix.finish(*a, llm=llm, knobs=knobs))
-    stage(validate.STAGE, run_validate, "bugs.patched", "fixes")
+    stage(validate.STAGE, run_validate, "bugs.patched", "bugs.final")
     return app

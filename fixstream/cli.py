@@ -19,7 +19,7 @@ from fixstream.artifacts import ArtifactStore
 from fixstream.bench import WORKLOADS as ALL
 from fixstream.broker import EmbeddedBroker
 from fixstream.config import Settings
-from fixstream.kafka import producer, publish, reader
+from fixstream.kafka import producer, publish, read_to_end, reader
 from fixstream.reports import report_from_file, report_from_flags
 from fixstream.schemas import EVENTS
 from fixstream.schemas.compat import (
@@ -219,6 +219,36 @@ def watch(
     settings = _settings_with_broker()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(follow(settings, set(bug or []) or None, until_stage, timeout))
+
+
+@cli.command()
+def status(
+    bug: Annotated[list[str] | None, typer.Argument(help="Bug ids (default: every bug).")] = None,
+) -> None:
+    """Where every bug is: each stage's state, and how it ended (from the topics, no worker
+    needed). With one bug id: its whole history, event by event."""
+    settings = _settings_with_broker()
+    records = asyncio.run(read_to_end(settings, ["bugs.status", "fixes", "bugs.dlq"]))
+    board = Board()
+    for r in records:
+        board.apply(r.topic, r.key, r.value, list(r.headers))
+    wanted = set(bug or ())
+    missing = wanted - set(board.rows)
+    board.rows = {k: v for k, v in board.rows.items() if not wanted or k in wanted}
+    console.print(board.table())
+    if len(wanted) == 1 and not missing:
+        history = Table("at", "stage", "state", "worker", "message", title="history")
+        (bug_id,) = wanted
+        for r in records:
+            if r.topic == "bugs.status" and r.key == bug_id.encode():
+                event = orjson.loads(r.value)
+                at = time.strftime("%H:%M:%S", time.localtime(r.timestamp / 1000))
+                history.add_row(at, event["stage"], event["state"], event.get("worker", ""),
+                                event.get("message", "")[:120])  # fmt: skip
+        console.print(history)
+    if missing:
+        console.print(f"[red]no events for: {', '.join(sorted(missing))}")
+        raise typer.Exit(1)
 
 
 @cli.command()
@@ -470,9 +500,33 @@ def bench(
     profile: Annotated[
         bool, typer.Option(help="cProfile the workers and the bench (pstats in --out).")
     ] = False,
+    soak: Annotated[
+        bool,
+        typer.Option(
+            help="Instead: --bugs bugs under LLM faults with workers killed on a "
+            "schedule; counts lost and duplicated fix events."
+        ),
+    ] = False,
+    kill_every: Annotated[float, typer.Option(help="Soak: seconds between kills.")] = 15.0,
+    faults: Annotated[str, typer.Option(help="Soak: simulator fault shares.")] = "",
 ) -> None:
-    """W1-W5: the talk's figures against fixstream's, side by side in one run."""
+    """W1-W6: the talk's figures against fixstream's, side by side in one run."""
     if ctx.invoked_subcommand is not None:
+        return
+    if soak:
+        from fixstream.bench.soak import DEFAULT_FAULTS, SoakConfig, print_soak
+        from fixstream.bench.soak import soak as run_soak
+
+        soak_cfg = SoakConfig(
+            out=out.resolve(), bugs=bugs, kill_every_s=kill_every,
+            faults=faults or DEFAULT_FAULTS, time_scale=time_scale,
+            submit_over_s=min(20.0, 0.3 * bugs),
+        )  # fmt: skip
+        console.print(f"LLM SIMULATOR (not a real model), soak; output in {out}")
+        results = asyncio.run(run_soak(soak_cfg))
+        print_soak(results, console)
+        if results["lost"] or results["duplicated"] or results["failed_silently"]:
+            raise typer.Exit(1)
         return
     from fixstream.bench.workloads import BenchConfig, print_report, run
     from fixstream.worker import profiled

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     test_timeout_s: float = Field(default=120.0, gt=0)
     test_memory_mb: int = Field(default=2048, ge=64)
     reproduce_attempts: int = Field(default=3, ge=1)
+    stuck_after_s: float = Field(default=900.0, gt=0)
+    """A bug with no progress event for this long (queueing included) is failed with the
+    stage it was stuck in, rather than forgotten (``streams.finals``)."""
     fix_attempts: int = Field(default=3, ge=1)
     """Validate sends a bug back to fix with the failures at most this many times minus one."""
 
@@ -131,10 +134,13 @@ class Settings(BaseSettings):
         return self.data_dir / "checkouts"
 
     def kafka_client_options(self) -> dict[str, object]:
-        """Security options in aiokafka's spelling, for producers, consumers and admin."""
+        """Security options in aiokafka's spelling, for producers, consumers and admin (the
+        Faust app's credentials say the same: ``app._credentials``). ``security_protocol``
+        decides: SASL settings count under SASL_* only (PLAIN when no mechanism is named, as
+        in aiokafka), the CA file under SSL and SASL_SSL only."""
         opts: dict[str, object] = {"security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            opts["sasl_mechanism"] = self.sasl_mechanism
+        if self.security_protocol.startswith("SASL_"):
+            opts["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
             opts["sasl_plain_username"] = self.sasl_username
             opts["sasl_plain_password"] = (
                 self.sasl_password.get_secret_value() if self.sasl_password else None

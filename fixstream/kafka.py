@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from fixstream.config import Settings
 from fixstream.schemas import Event
@@ -58,3 +58,19 @@ async def reader(
         yield client
     finally:
         await client.stop()
+
+
+async def read_to_end(settings: Settings, topics: Iterable[str]) -> list[ConsumerRecord]:
+    """Every record of ``topics`` up to the end offsets seen when reading began."""
+    records: list[ConsumerRecord] = []
+    async with reader(settings, topics) as consumer:
+        assigned = list(consumer.assignment())
+        ends = await consumer.end_offsets(assigned)
+        left = {tp for tp in assigned if ends[tp] > await consumer.position(tp)}
+        while left:
+            batch = await consumer.getmany(*left, timeout_ms=500)
+            for part in batch.values():
+                records += part
+            # positions, not record offsets: compaction and markers leave gaps
+            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
+    return records

@@ -61,10 +61,19 @@ def profiled(path: Path | None) -> Iterator[None]:
 
 def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment for a ``fixstream worker`` child: these settings, a free web port,
-    and none of the parent's own FIXSTREAM_/OPENAI_ variables."""
+    and none of the parent's own FIXSTREAM_/OPENAI_ variables. Kafka security goes along
+    (the child connects to the same cluster), and so does the LLM API key, secrets in clear:
+    it is the child's environment, never logged (test runs never see it: sandbox_env)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FIXSTREAM_", "OPENAI_"))}
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
     values = {
         "BROKER": settings.broker,
+        "SECURITY_PROTOCOL": settings.security_protocol,
+        "SASL_MECHANISM": settings.sasl_mechanism,
+        "SASL_USERNAME": settings.sasl_username,
+        "SASL_PASSWORD": password,  # str(SecretStr) would pass "**********"
+        "SSL_CAFILE": settings.ssl_cafile,
         "APP_ID": settings.app_id,
         "PARTITIONS": settings.partitions,
         "BROKER_SESSION_TIMEOUT": settings.broker_session_timeout,
@@ -72,6 +81,7 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
         "DATA_DIR": settings.data_dir,
         "MAX_MESSAGE_BYTES": settings.max_message_bytes,
         "LLM_BASE_URL": settings.llm_base_url,
+        "LLM_API_KEY": api_key,
         "REDIS_URL": settings.redis_url,
         "TRACE_DIR": settings.trace_dir,
         "WEB_PORT": free_port(),

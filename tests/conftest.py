@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
-from fixstream.broker import EmbeddedBroker, free_port
+from fixstream.broker import EmbeddedBroker, free_port, wait_until_answers
 from fixstream.config import Settings
 from fixstream.topics import apply_topics, load_catalog
 from fixstream.worker import WorkerProcess, subprocess_env
@@ -20,18 +21,146 @@ from fixstream.worker import WorkerProcess, subprocess_env
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 
+TEST_BROKERS = ("embedded", "testcontainers")
+"""FIXSTREAM_TEST_BROKER: what the ``broker`` fixture gives (embedded, the default)."""
+KAFKA_IMAGE = os.environ.get("FIXSTREAM_TEST_KAFKA_IMAGE", "confluentinc/cp-kafka:7.6.1")
+"""testcontainers' KafkaContainer drives Confluent's image scripts (KRaft from 7.0.0)."""
+KAFKA_SESSION_TIMEOUT = 10.0
+"""Real Kafka answers fetches as data arrives; a short session keeps kill tests quick."""
+EMBEDDED_ONLY = "embedded_broker_only"
+
+
+def broker_kind() -> str:
+    """FIXSTREAM_TEST_BROKER, checked: an unknown value is a usage error, never embedded."""
+    kind = os.environ.get("FIXSTREAM_TEST_BROKER", "").strip() or "embedded"
+    if kind not in TEST_BROKERS:
+        raise pytest.UsageError(
+            f"FIXSTREAM_TEST_BROKER={kind!r} is unknown: use one of {', '.join(TEST_BROKERS)}"
+        )
+    return kind
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    broker_kind()  # an unknown value stops the run before anything is collected
+    config.addinivalue_line(
+        "markers",
+        f"{EMBEDDED_ONLY}: tests the embedded broker itself; skipped under "
+        "FIXSTREAM_TEST_BROKER=testcontainers",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if broker_kind() != "testcontainers":
+        return
+    skip = pytest.mark.skip(
+        reason="tests the embedded broker (tansu) itself: nothing to run against real Kafka "
+        "(FIXSTREAM_TEST_BROKER=testcontainers)"
+    )
+    for item in items:
+        if item.get_closest_marker(EMBEDDED_ONLY):
+            item.add_marker(skip)
+
+
+def docker_problem() -> str | None:
+    """Why no Docker engine answers here, or None when one does."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class KafkaContainerBroker:
+    """The session's Kafka container, used like an ``EmbeddedBroker``: ``start()`` leaves it
+    with no topics (what a fresh embedded broker has), ``stop()`` leaves it running for the
+    next test (the session stops the container)."""
+
+    def __init__(self, bootstrap: str, image: str) -> None:
+        self.bootstrap = bootstrap
+        self.version = image
+
+    def client_settings(self) -> dict[str, object]:
+        return {"broker": self.bootstrap, "broker_session_timeout": KAFKA_SESSION_TIMEOUT}
+
+    async def start(self, timeout: float = 60.0) -> KafkaContainerBroker:
+        await wait_until_answers(self.bootstrap, timeout)
+        await delete_every_topic(self.bootstrap, timeout)
+        return self
+
+    def stop(self) -> None:
+        pass
+
+
+async def delete_every_topic(bootstrap: str, timeout: float = 60.0) -> None:
+    """Delete every topic but Kafka's internal ones (``__consumer_offsets``, ``_schemas``...)
+    and wait until metadata no longer lists them: recreating a topic still being deleted
+    fails with TOPIC_ALREADY_EXISTS, which ``apply_topics`` accepts as success."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if not t.startswith("_")]
+        if doomed:
+            await admin.delete_topics(doomed, timeout_ms=30_000)
+        deadline = time.monotonic() + timeout
+        while left := set(doomed) & set(await admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics still listed {timeout}s after deletion: {left}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_container() -> Iterator[KafkaContainerBroker]:
+    """One Kafka (KRaft, no ZooKeeper) in Docker for the session; skips without Docker."""
+    problem = docker_problem()
+    if problem is not None:
+        pytest.skip(
+            f"FIXSTREAM_TEST_BROKER=testcontainers needs a running Docker engine: {problem}"
+        )
+    from testcontainers.community.kafka import KafkaContainer
+
+    # as docker-compose.yml runs Kafka: a topic exists only if topics.yaml or Faust made it
+    container = (
+        KafkaContainer(KAFKA_IMAGE)
+        .with_kraft()
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+    )
+    try:
+        container.start(timeout=180)  # the first run pulls the image before this wait
+        yield KafkaContainerBroker(container.get_bootstrap_server(), KAFKA_IMAGE)
+    finally:
+        container.stop()
+
 
 @pytest.fixture
-def broker(tmp_path_factory) -> Iterator[EmbeddedBroker]:
-    """An in-memory broker per test (it starts in milliseconds), every topic created: no test
-    sees another's messages."""
-    log = tmp_path_factory.mktemp("broker") / "broker.log"
-    embedded = EmbeddedBroker(log=log)
-    asyncio.run(embedded.start())
+def new_broker(request):
+    """Make a broker with no topics, not started yet (``start()`` it, ``stop()`` it): a new
+    embedded one, or under FIXSTREAM_TEST_BROKER=testcontainers the session's Kafka, emptied
+    by ``start()``."""
+    if broker_kind() == "testcontainers":
+        container = request.getfixturevalue("kafka_container")
+        return lambda log=None: container
+    return EmbeddedBroker
+
+
+@pytest.fixture
+def broker(new_broker, tmp_path_factory) -> Iterator[EmbeddedBroker | KafkaContainerBroker]:
+    """A broker per test, every topic created: no test sees another's messages. Embedded
+    (in memory, starts in milliseconds) by default; with FIXSTREAM_TEST_BROKER=testcontainers
+    the session's Kafka container with every topic deleted and created again."""
+    handle = new_broker(log=tmp_path_factory.mktemp("broker") / "broker.log")
+    asyncio.run(handle.start())
     catalog = load_catalog(Settings().topics_file, partitions=4)
-    asyncio.run(apply_topics(catalog, embedded.bootstrap))
-    yield embedded
-    embedded.stop()
+    asyncio.run(apply_topics(catalog, handle.bootstrap))
+    yield handle
+    handle.stop()
 
 
 @pytest.fixture(scope="module")

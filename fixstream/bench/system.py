@@ -85,6 +85,7 @@ class System:
         self.stack = contextlib.ExitStack()
         self.workers: list[WorkerProcess] = []
         self.settings = Settings(data_dir=out / "var")
+        self._spawn: tuple[Settings, dict[str, str]] = (self.settings, {})
 
     async def start_broker(self) -> None:
         broker = EmbeddedBroker(log=self.out / "broker.log")
@@ -120,12 +121,19 @@ class System:
             "FIXSTREAM_CACHE": "off",
             **env,
         }
+        self._spawn = (settings, env)
         for i in range(count):
-            args = ["--profile", str(self.out / f"worker-{name}-{i}.prof")] if self.profile else []
-            log = self.out / f"worker-{name}-{i}.log"
-            self.workers.append(WorkerProcess(settings, log, args=args, **env))
+            self.spawn(f"{name}-{i}")
         await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in self.workers))
         return trace_dir
+
+    def spawn(self, name: str) -> WorkerProcess:
+        """One more worker like the last ``start_workers`` started (the soak's replacements)."""
+        settings, env = self._spawn
+        args = ["--profile", str(self.out / f"worker-{name}.prof")] if self.profile else []
+        worker = WorkerProcess(settings, self.out / f"worker-{name}.log", args=args, **env)
+        self.workers.append(worker)
+        return worker
 
     def stop_workers(self) -> None:
         for worker in self.workers:

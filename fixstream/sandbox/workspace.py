@@ -49,7 +49,10 @@ class Workspace:
         if pure.parts[0] == PRIVATE:
             raise EditRejectedError(f"{rel}: the sandbox's own directory")
         root = self.path.resolve()
-        target = (root / pure).resolve()  # follows symlinks, also for missing leaves' parents
+        try:
+            target = (root / pure).resolve()  # follows symlinks, also for missing leaves' parents
+        except RuntimeError:  # a loop of links, which a test run may leave
+            raise EditRejectedError(f"{rel}: a symlink loop") from None
         if target != root and root not in target.parents:
             raise EditRejectedError(f"{rel}: resolves outside the workspace (symlink?)")
         return root / pure
@@ -63,29 +66,37 @@ class Workspace:
 
 
 def content_digest(root: Path) -> str:
-    """sha256 over the path and bytes of every file a workspace copy would hold."""
+    """sha256 over the path and bytes of every file a workspace copy would hold. A link that
+    leaves ``root`` counts by its target's name, never followed: it runs as root, on what a
+    test run may have left (a link to /proc/kmsg would block it)."""
     digest = hashlib.sha256()
     skip = ignore_patterns(*IGNORED, PRIVATE)
+    real_root = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root):
         ignored = skip(dirpath, [*dirnames, *filenames])
         dirnames[:] = sorted(d for d in dirnames if d not in ignored)
         for name in sorted(f for f in filenames if f not in ignored):
             path = Path(dirpath) / name
-            if path.is_file():
+            if path.is_symlink() and not _inside(os.path.realpath(path), real_root):
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0-> ")
+                digest.update(os.fsencode(os.readlink(path)) + b"\0")
+            elif path.is_file():
                 digest.update(path.relative_to(root).as_posix().encode() + b"\0")
                 digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
+def _inside(real_path: str, real_root: str) -> bool:
+    return real_path == real_root or real_path.startswith(real_root.rstrip("/") + "/")
+
+
 def _drop_escaping_links(root: Path) -> None:
-    real_root = root.resolve()
+    real_root = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [*dirnames, *filenames]:
             path = Path(dirpath) / name
-            if path.is_symlink():
-                target = path.resolve()
-                if target != real_root and real_root not in target.parents:
-                    path.unlink()
+            if path.is_symlink() and not _inside(os.path.realpath(path), real_root):
+                path.unlink()
 
 
 def _copy(source: Path, target: Path) -> None:

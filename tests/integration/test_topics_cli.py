@@ -11,7 +11,6 @@ import time
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from fixstream.broker import EmbeddedBroker
 from fixstream.config import Settings
 from fixstream.topics import load_catalog
 
@@ -24,9 +23,9 @@ def _fixstream(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_apply_twice_creates_once_then_reports_no_drift():
+def test_apply_twice_creates_once_then_reports_no_drift(new_broker):
     count = len(load_catalog(Settings().topics_file).topics)
-    with_broker = EmbeddedBroker()
+    with_broker = new_broker()
     asyncio.run(with_broker.start())
     try:
         first = _fixstream("--broker", with_broker.bootstrap, "topics", "apply")
@@ -39,8 +38,8 @@ def test_apply_twice_creates_once_then_reports_no_drift():
         with_broker.stop()
 
 
-def test_apply_reports_drift_in_partitions_and_configs():
-    embedded = EmbeddedBroker()
+def test_apply_reports_drift_in_partitions_and_configs(new_broker):
+    embedded = new_broker()
     asyncio.run(embedded.start())
 
     async def precreate() -> None:
@@ -64,6 +63,7 @@ def test_apply_reports_drift_in_partitions_and_configs():
         embedded.stop()
 
 
+@pytest.mark.embedded_broker_only
 def test_broker_command_prints_its_address_answers_and_stops_on_ctrl_c():
     process = subprocess.Popen(
         [sys.executable, "-m", "fixstream", "broker"],

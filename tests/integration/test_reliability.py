@@ -1,0 +1,153 @@
+"""Faults survived: a worker killed mid-batch, an LLM failing 30% of the time, a bug stuck in
+a stage, a bug that cannot be processed. Every bug ends with exactly one fix event."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+
+import orjson
+import pytest
+from conftest import EXAMPLES, read_until
+from test_pipeline import _fixes, _records, _reports, _submit
+
+from fixstream.broker import EmbeddedBroker
+from fixstream.llm.simulator.process import simulator_process
+from fixstream.reports import report_from_file
+from fixstream.scenarios import scenario_files
+from fixstream.topics import apply_topics, load_catalog
+from fixstream.worker import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+def _final_events(settings, ids: set[str]) -> Counter:
+    """How many fix events each bug has, after a pause for duplicates to show up."""
+    time.sleep(3)
+    return Counter(r.key.decode() for r in _records(settings, "fixes") if r.key.decode() in ids)
+
+
+def test_a_worker_killed_mid_batch_leaves_every_bug_to_the_other_exactly_once(
+    settings, start_worker
+):
+    doomed = start_worker("doomed")
+    survivor = start_worker("survivor")
+    reports = _reports(settings, "a") + _reports(settings, "b")
+    ids = {r.bug_id for r in reports}
+    _submit(settings, reports)
+    # kill once the batch is under way: the first bugs fixed, the rest in flight
+    asyncio.run(read_until(settings, "fixes", lambda rs: len(rs) >= 2, timeout=120))
+    doomed.kill()
+    fixes = _fixes(settings, ids, timeout=240)
+    assert {f.bug_id for f in fixes} == ids
+    assert all(f.status == "fixed" for f in fixes), [(f.bug_id, f.reason) for f in fixes]
+    assert set(_final_events(settings, ids).values()) == {1}
+    # the killed worker really had bugs in hand: status events from it for unfinished bugs
+    killed_id = f"-{doomed.process.pid}"
+    statuses = [orjson.loads(r.value) for r in _records(settings, "bugs.status", settle=0)]
+    assert any(s["worker"].endswith(killed_id) for s in statuses)
+    assert survivor.process.poll() is None
+
+
+def test_with_30_percent_llm_faults_every_bug_ends_fixed_or_with_its_reason(settings, tmp_path):
+    scenarios = [a for f in scenario_files(EXAMPLES) for a in ("--scenario", str(f))]
+    faults = "error_5xx=0.1,rate_limit=0.08,hang=0.04,malformed=0.05,truncated=0.03"
+    with simulator_process(
+        "--time-scale", "0.01", "--faults", faults, "--hang-seconds", "3", "--seed", "7",
+        *scenarios,
+    ) as url:  # fmt: skip
+        faulty = settings.model_copy(update={"llm_base_url": url})
+        worker = WorkerProcess(
+            faulty, tmp_path / "worker.log", FIXSTREAM_LLM_TIMEOUT="1",
+            FIXSTREAM_LLM_MAX_ATTEMPTS="8", FIXSTREAM_CACHE="off",
+        )  # fmt: skip
+        try:
+            worker.wait_ready()
+            reports = _reports(settings, "faulty")
+            ids = {r.bug_id for r in reports}
+            _submit(settings, reports)
+            fixes = _fixes(settings, ids, timeout=300)
+            counts = _final_events(settings, ids)
+            with urllib.request.urlopen(f"{url}/simulator/stats") as r:
+                stats = orjson.loads(r.read())
+        finally:
+            worker.stop()
+    assert set(counts.values()) == {1}
+    assert sum(stats["faults"].values()) >= 10, stats["faults"]  # the faults really happened
+    for fix in fixes:
+        assert fix.status == "fixed" or fix.reason, fix
+    assert sum(f.status == "fixed" for f in fixes) >= 3, [(f.bug_id, f.reason) for f in fixes]
+
+
+def _slow_repo(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES / "off_by_one" / "repo", repo)
+    (repo / "conftest.py").write_text("import time\n\ntime.sleep(60)\n")
+    return repo
+
+
+def test_a_stuck_bug_is_failed_with_its_stage_and_status_shows_where_it_was(
+    settings, start_worker, tmp_path
+):
+    start_worker(FIXSTREAM_STUCK_AFTER_S="4", FIXSTREAM_TEST_TIMEOUT_S="120")
+    report = report_from_file(EXAMPLES / "off_by_one" / "report.json", "STUCK-1")
+    report = report.model_copy(
+        update={"repo": report.repo.model_copy(update={"path": str(_slow_repo(tmp_path))})}
+    )
+    missing = report.model_copy(
+        update={"bug_id": "GONE-1", "repo": report.repo.model_copy(update={"path": "/nope"})}
+    )
+    _submit(settings, [report, missing])
+    fixes = {f.bug_id: f for f in _fixes(settings, {"STUCK-1", "GONE-1"}, timeout=120)}
+    stuck, gone = fixes["STUCK-1"], fixes["GONE-1"]
+    assert stuck.status == "failed" and "no progress" in stuck.reason
+    assert "last: reproduce started" in stuck.reason
+    assert gone.status == "failed" and "dead-lettered in analysis" in gone.reason
+    assert "/nope" in gone.reason
+
+    env = {**os.environ, "FIXSTREAM_BROKER": settings.broker, "COLUMNS": "200"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "fixstream", "status", "STUCK-1"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "STUCK-1" in shown.stdout and "watchdog" in shown.stdout and "failed" in shown.stdout
+    unknown = subprocess.run(
+        [sys.executable, "-m", "fixstream", "status", "NO-SUCH-BUG"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert unknown.returncode == 1 and "no events for: NO-SUCH-BUG" in unknown.stdout
+    assert set(_final_events(settings, {"STUCK-1", "GONE-1"}).values()) == {1}
+
+
+def test_workers_ride_out_a_broker_outage_and_finish_what_comes_after(
+    broker, settings, start_worker
+):
+    if not isinstance(broker, EmbeddedBroker):
+        pytest.skip("stops and restarts the embedded broker")
+    workers = [start_worker("one"), start_worker("two")]
+    before = _reports(settings, "before")
+    _submit(settings, before)
+    asyncio.run(read_until(settings, "fixes", lambda rs: len(rs) >= 1, timeout=120))
+    broker.stop()  # mid-run: the other bugs are in flight
+    time.sleep(4)
+    asyncio.run(broker.start())  # same address; the in-memory broker comes back empty
+    catalog = load_catalog(settings.topics_file, settings.partitions)
+    asyncio.run(apply_topics(catalog, settings.bootstrap(), {}))  # what Kafka would have kept
+    after = _reports(settings, "after")
+    ids = {r.bug_id for r in after}
+    _submit(settings, after)
+    fixes = _fixes(settings, ids, timeout=240)
+    assert all(f.status == "fixed" for f in fixes), [(f.bug_id, f.reason) for f in fixes]
+    assert set(_final_events(settings, ids).values()) == {1}
+    assert all(w.process.poll() is None for w in workers), "a worker died with the broker"
+    # bugs in flight during the outage: what the workers still had in hand may finish on the
+    # new broker, never twice; what sat in the old broker's topics is gone with it
+    late = _final_events(settings, {r.bug_id for r in before})
+    assert set(late.values()) <= {1}
