@@ -173,7 +173,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
 
     async def run_validate(bug: PatchedBug) -> Outcome | None:
         # an optimisation only: the finalizer drops repeats anyway
-        if bug.bug_id in finals.published.ids:
+        if finals.published.final(bug.bug_id):
             log.info("validate: %s already has its fix event; dropping a redelivery", bug.bug_id)
             return None
         return await validate.validate(bug, knobs)

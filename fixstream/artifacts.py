@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -48,6 +49,12 @@ class ArtifactStore:
         if parsed.scheme != "file":
             raise ArtifactError(f"unsupported artifact uri scheme {parsed.scheme!r} in {uri}")
         path = Path(unquote(parsed.path))
+        # a report names the uri: only this store's own files, never /dev/zero or /etc/shadow
+        if (
+            not re.fullmatch(r"[0-9a-f]{64}", sha256)
+            or path.resolve() != self._path_for(sha256).resolve()
+        ):
+            raise ArtifactError(f"artifact {uri} is not this store's file for sha256 {sha256}")
         try:
             data = path.read_bytes()
         except OSError as exc:

@@ -19,6 +19,7 @@ from fixstream.artifacts import ArtifactStore
 from fixstream.bench import WORKLOADS as ALL
 from fixstream.broker import EmbeddedBroker
 from fixstream.config import Settings
+from fixstream.dlq import dlq_cli
 from fixstream.kafka import producer, publish, read_to_end, reader
 from fixstream.reports import report_from_file, report_from_flags
 from fixstream.schemas import EVENTS
@@ -37,6 +38,7 @@ topics_cli = typer.Typer(no_args_is_help=True, help="Topics from topics.yaml.")
 schemas_cli = typer.Typer(no_args_is_help=True, help="Event schemas.")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(schemas_cli, name="schemas")
+cli.add_typer(dlq_cli, name="dlq")
 cache_cli = typer.Typer(no_args_is_help=True, help="The LLM, test-run and search caches.")
 cli.add_typer(cache_cli, name="cache")
 bench_cli = typer.Typer(help="Benchmarks against the simulator.")

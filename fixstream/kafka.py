@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from fixstream.config import Settings
 from fixstream.schemas import Event
@@ -60,17 +62,21 @@ async def reader(
         await client.stop()
 
 
-async def read_to_end(settings: Settings, topics: Iterable[str]) -> list[ConsumerRecord]:
+async def read_to_end(
+    settings: Settings, topics: Iterable[str], timeout: float = 60.0
+) -> list[ConsumerRecord]:
     """Every record of ``topics`` up to the end offsets seen when reading began."""
     records: list[ConsumerRecord] = []
     async with reader(settings, topics) as consumer:
-        assigned = list(consumer.assignment())
-        ends = await consumer.end_offsets(assigned)
-        left = {tp for tp in assigned if ends[tp] > await consumer.position(tp)}
-        while left:
-            batch = await consumer.getmany(*left, timeout_ms=500)
-            for part in batch.values():
-                records += part
-            # positions, not record offsets: compaction and markers leave gaps
-            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
+        parts = list(consumer.assignment())
+        if not parts:
+            raise KafkaError(f"no such topics {list(topics)}: run `fixstream topics apply`")
+        ends = await consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout
+        # positions, not record offsets: compaction and markers leave gaps
+        while left := [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{list(topics)} not read to the end in {timeout:.0f} s")
+            for tp, part in (await consumer.getmany(*left, timeout_ms=200)).items():
+                records += [r for r in part if r.offset < ends[tp]]
     return records

@@ -38,7 +38,13 @@ async def _git(*args: str, cwd: Path | None = None) -> None:
 
 def _local_dir(path_text: str) -> Path:
     path = Path(path_text)
-    if not path.is_dir():
+    try:
+        found = path.is_dir()
+    except OSError as exc:  # e.g. a component over 255 bytes: not a retryable failure
+        raise RepositoryNotFoundError(
+            f"repository path cannot be used: {path_text[:200]}: {exc.strerror}"
+        ) from None
+    if not found:
         raise RepositoryNotFoundError(f"repository path does not exist: {path_text}")
     return path.resolve()
 
@@ -56,7 +62,7 @@ async def resolve_repo(ref: RepoRef, checkout_dir: Path) -> Path:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{key}.tmp-{os.getpid()}")
-        await _git("clone", "--quiet", "--no-tags", ref.url, str(tmp))
+        await _git("clone", "--quiet", "--no-tags", "--", ref.url, str(tmp))
         if ref.commit:
             await _git("checkout", "--quiet", "--detach", ref.commit, cwd=tmp)
         (tmp / ".fixstream-ready").touch()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -117,7 +118,9 @@ def _make_root(root: Path) -> None:
 
 async def make_workspace(repo_dir: Path, root: Path, name: str) -> Workspace:
     """A fresh copy of ``repo_dir`` under ``root`` (copied in a thread)."""
-    target = root / f"{name}-{uuid.uuid4().hex[:8]}"
+    # names come from bug ids: whatever they hold, the copy lands directly under ``root``
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "workspace"
+    target = root / f"{safe[:100]}-{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(_make_root, root)
     await asyncio.to_thread(_copy, repo_dir, target)
     return Workspace(target)

@@ -79,3 +79,10 @@ class BugReport(Event):
     labels: list[str] = Field(default_factory=list)
     priority: Priority = "interactive"
     reported_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _id_names_no_path(self) -> BugReport:
+        # workspaces and artifacts are named after the bug: ".." would step out of their root
+        if any(part in ("", ".", "..") for part in self.bug_id.split("/")):
+            raise ValueError("bug_id may not hold empty, '.' or '..' path segments")
+        return self

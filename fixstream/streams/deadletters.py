@@ -1,14 +1,15 @@
 """Route a message that cannot be processed to ``bugs.dlq``, with what an operator needs.
 
 The original key and value bytes are kept as they were; topic, partition, offset, group,
-stage, error and whether a replay could succeed travel in headers. A value too big for the
-producer goes to the artifact store and the header carries its uri: nothing is lost.
+stage, error and whether a replay could succeed travel in headers. A value (then a key) too
+big for the producer goes to the artifact store and a header carries its uri: nothing is lost.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -16,9 +17,42 @@ import faust
 from fixstream.artifacts import ArtifactStore
 from fixstream.errors import FixstreamError
 from fixstream.schemas import DeadLetter
+from fixstream.schemas.deadletter import HEADER_PREFIX
 
 log = logging.getLogger(__name__)
 MAX_TRACE_CHARS = 4000
+REPLAYS_HEADER = HEADER_PREFIX + "replays"
+"""Set by ``fixstream dlq replay`` on a re-submitted message; a new dead letter carries it on."""
+VALUE_URI_HEADER = HEADER_PREFIX + "value_uri"
+VALUE_SHA256_HEADER = HEADER_PREFIX + "value_sha256"
+KEY_URI_HEADER = HEADER_PREFIX + "key_uri"
+KEY_SHA256_HEADER = HEADER_PREFIX + "key_sha256"
+VALUE_NULL_HEADER = HEADER_PREFIX + "value_null"
+"""The original value was null; the record's empty value only stands in for it (a producer
+cannot send a record with neither key nor value)."""
+MAX_REASON_CHARS = 4000
+
+
+def header_text(text: str, limit: int) -> str:
+    """Bounded, and encodable as UTF-8 (a lone surrogate, e.g. from a file name decoded with
+    surrogateescape, would otherwise make the dead letter itself fail)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+    return len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+
+
+def replays_of(headers: Any) -> int:
+    """How often this message was replayed from the DLQ (0 when the header is absent or bad:
+    headers come from any producer, so a bad one must not stop the dead-lettering)."""
+    try:
+        items = headers.items() if isinstance(headers, Mapping) else headers or ()
+        raw = next((v for k, v in items if k == REPLAYS_HEADER), None)
+        return max(0, int(bytes(raw).decode("ascii"))) if raw is not None else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -29,9 +63,12 @@ def root_cause(exc: BaseException) -> BaseException:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Our errors say so themselves; an unexpected exception may be a bug fixed by a deploy."""
+    """Our errors say so themselves; an unexpected exception may be a bug fixed by a deploy,
+    but bytes that are not UTF-8 (a key that cannot be decoded) stay so whatever is deployed."""
     cause = root_cause(exc)
-    return cause.retryable if isinstance(cause, FixstreamError) else True
+    if isinstance(cause, FixstreamError):
+        return cause.retryable
+    return not isinstance(cause, UnicodeDecodeError)
 
 
 def describe(exc: BaseException) -> tuple[str, str]:
@@ -59,6 +96,7 @@ class DeadLetters:
         """Dead-letter one consumed Faust message and wait until the broker has it."""
         error_class, reason = describe(exc)
         trace = "".join(traceback.format_exception(exc))[-MAX_TRACE_CHARS:]
+        key: bytes | None = message.key
         value: bytes | None = message.value
         letter = DeadLetter(
             original_topic=message.topic,
@@ -68,27 +106,50 @@ class DeadLetters:
             consumer_group=self.group,
             stage=stage,
             error_class=error_class,
-            reason=reason,
-            trace=trace,
+            reason=header_text(reason, MAX_REASON_CHARS),
+            trace=header_text(trace, MAX_TRACE_CHARS),
             attempt=attempt,
             retryable=is_retryable(exc),
+            replays=replays_of(getattr(message, "headers", None)),
         )
         headers = letter.headers()
-        if value is not None and len(value) > self.max_value_bytes:
-            uri, digest = await self.store.aput(value)
-            headers += [
-                ("fixstream.dlq.value_uri", uri.encode()),
-                ("fixstream.dlq.value_sha256", digest.encode()),
-            ]
-            value = None
+        if record_size(key, value, headers) > self.max_value_bytes:
+            key, value, headers = await self._fit(key, value, headers)
+        if key is None and value is None:  # a null-keyed tombstone, or both in the store
+            if message.value is None:
+                headers.append((VALUE_NULL_HEADER, b"True"))
+            value = b""
         log.warning(
             "dead-lettered %s[%s]@%s: %s: %s",
             message.topic,
             message.partition,
             message.offset,
             error_class,
-            reason,
+            letter.reason[:500],
         )
-        delivery = await self.topic.send(key=message.key, value=value, headers=headers)
+        delivery = await self.topic.send(key=key, value=value, headers=headers)
         await delivery
         return letter
+
+    async def _fit(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+        """The record must fit the producer whatever was sent: the larger of value and key,
+        then the other, goes to the store until it does (a huge key, which no codec checks,
+        used to make the dead letter fail and the worker exit on every redelivery)."""
+        parts = {"key": key, "value": value}
+        for name in sorted(parts, key=lambda n: len(parts[n] or b""), reverse=True):
+            data = parts[name]
+            if (
+                not data
+                or record_size(parts["key"], parts["value"], headers) <= self.max_value_bytes
+            ):
+                continue
+            uri, digest = await self.store.aput(data)
+            headers = [
+                *headers,
+                (f"{HEADER_PREFIX}{name}_uri", uri.encode()),
+                (f"{HEADER_PREFIX}{name}_sha256", digest.encode()),
+            ]
+            parts[name] = None
+        return parts["key"], parts["value"], headers

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import faust
+import orjson
 
 from fixstream.config import Settings
 from fixstream.kafka import reader
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 FINAL = "final"
 """The status stage the finalizer reports under once a bug's fix event is published."""
 WATCHDOG = "watchdog"
+DEAD_LETTER = "dlq:"
 
 
 def failed(bug_id: str, reason: str, stage: str) -> FixEvent:
@@ -45,11 +47,12 @@ def failed(bug_id: str, reason: str, stage: str) -> FixEvent:
 
 
 class PublishedLog:
-    """The bug ids on ``fixes``, read from the topic: what no crash can make a worker forget."""
+    """The bug ids on ``fixes``, read from the topic: what no crash can make a worker forget.
+    For each, the stage its final event came from (``dlq:STAGE`` for a dead letter)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ids: set[str] = set()
+        self.ids: dict[str, str] = {}
         self._consumer: Any = None
         self._reading = asyncio.Event()
 
@@ -60,20 +63,27 @@ class PublishedLog:
             self._reading.set()
             while True:
                 for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    self.ids.update(r.key.decode() for r in records if r.key)
+                    for r in records:
+                        if r.key and r.value:
+                            self.ids[r.key.decode()] = orjson.loads(r.value)["meta"]["stage"]
+
+    def final(self, bug_id: str) -> bool:
+        """A final event no later run may replace: anything but a dead letter's, which an
+        operator may replay (``fixstream dlq replay``) once its cause is fixed."""
+        stage = self.ids.get(bug_id)
+        return stage is not None and not stage.startswith(DEAD_LETTER)
 
     async def holds(self, bug_id: str) -> bool:
-        """Whether ``fixes`` has an event for ``bug_id``, having read up to its end first."""
+        """Whether ``fixes`` has a final event for ``bug_id``, having read up to its end."""
         await self._reading.wait()
         consumer = self._consumer
         parts = list(consumer.assignment())
         ends = await consumer.end_offsets(parts)
-        while bug_id not in self.ids:
-            behind = [tp for tp in parts if await consumer.position(tp) < ends[tp]]
-            if not behind:
-                break
-            await asyncio.sleep(0.005)
-        return bug_id in self.ids
+        # the reading task advances the positions; poll them (there is nothing to wait on)
+        for tp in parts:
+            while await consumer.position(tp) < ends[tp]:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        return self.final(bug_id)
 
 
 class Finals:
@@ -110,8 +120,10 @@ class Finals:
             if await self.published.holds(fix.bug_id):
                 log.info("%s already has its fix event; dropping %s", fix.bug_id, fix.status)
                 continue
+            if fix.bug_id in self.published.ids and fix.meta.stage.startswith(DEAD_LETTER):
+                continue  # dead-lettered again after a replay: it already says so
             await (await self.fixes.send(key=fix.bug_id, value=fix))
-            self.published.ids.add(fix.bug_id)
+            self.published.ids[fix.bug_id] = fix.meta.stage
             await self._report(fix.bug_id, FINAL, "done", f"{fix.status}: {fix.reason}"[:500])
 
     async def _follow(self, stream: faust.StreamT) -> None:
@@ -122,19 +134,21 @@ class Finals:
     async def _track(self, status: StatusEvent) -> None:
         bug_id = status.bug_id
         entry: dict[str, Any] | None = self.progress.get(bug_id)
-        if entry is not None and entry.get("ended"):
+        replayed = entry is not None and entry.get("dead") and status.state == "started"
+        if entry is not None and entry.get("ended") and not replayed:
             return  # stragglers after the end (a stage's own "done" can trail its output)
         ended = status.stage == FINAL
-        if status.state == "dead_lettered":
+        dead = status.state == "dead_lettered"
+        if dead:
             reason = f"dead-lettered in {status.stage}: {status.message}"
-            await (
-                await self.candidates.send(key=bug_id, value=failed(bug_id, reason, status.stage))
-            )
+            candidate = failed(bug_id, reason, f"{DEAD_LETTER}{status.stage}")
+            await (await self.candidates.send(key=bug_id, value=candidate))
             ended = True
         elif status.stage == WATCHDOG:
             ended = True  # the watchdog's verdict is on its way to the finalizer
         self.progress[bug_id] = {
             "stage": status.stage, "state": status.state, "at": time.time(), "ended": ended,
+            "dead": dead or bool(entry and entry.get("dead") and status.stage == FINAL),
         }  # fmt: skip
 
     async def _watchdog(self) -> None:

@@ -7,8 +7,10 @@ import os
 from typing import Any
 
 import faust
+from faust.exceptions import ValueDecodeError
 
 from fixstream.codec import codec_name
+from fixstream.errors import BadInputError
 from fixstream.schemas import event_type
 from fixstream.streams.deadletters import DeadLetters
 from fixstream.topics import Catalog, TopicSpec
@@ -26,6 +28,27 @@ class DeadLetteringTopic(faust.Topic):
     def __init__(self, *args: Any, dead_letters: DeadLetters | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.dead_letters = dead_letters
+
+    def _compile_decode(self) -> None:
+        super()._compile_decode()
+        if self.schema.allow_empty:
+            return
+        decode = self.decode
+
+        async def decode_or_refuse_empty(message: Any, *, propagate: bool = False) -> Any:
+            # Faust hands a value of None (a tombstone) to the agent without calling the
+            # codec, and the stage then fails on it outside any dead-letter path: refuse it
+            # here as the codec would have.
+            if message.value is None:
+                exc = ValueDecodeError("empty message (no value)")
+                exc.__cause__ = BadInputError("empty message (no value)")
+                if propagate:
+                    raise exc
+                await self.on_value_decode_error(exc, message)
+                return None
+            return await decode(message, propagate=propagate)
+
+        self.decode = decode_or_refuse_empty  # type: ignore[method-assign]
 
     def _clone_args(self) -> dict[str, Any]:
         # agents consume a clone of their topic: the dead-letter sink must come along

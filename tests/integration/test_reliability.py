@@ -88,7 +88,7 @@ def test_with_30_percent_llm_faults_every_bug_ends_fixed_or_with_its_reason(sett
 def _slow_repo(tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLES / "off_by_one" / "repo", repo)
-    (repo / "conftest.py").write_text("import time\n\ntime.sleep(60)\n")
+    (repo / "conftest.py").write_text("import time\n\ntime.sleep(12)\n")
     return repo
 
 
