@@ -467,7 +467,7 @@ def print_report(results: dict[str, Any], console: Console) -> None:
     """The figures and ratios, with the talk's figure or the target beside each."""
     table = Table(
         title=f"fixstream bench: LLM SIMULATOR time scale {results['time_scale']} for W1-W2, "
-        f"{results['pipeline_time_scale']} for W3-W5 (test runs are real time)"
+        f"{results['pipeline_time_scale']} for W3-W6 (test runs are real time)"
     )
     for col in ("workload", "figure", "measured", "talk / target"):
         table.add_column(col)

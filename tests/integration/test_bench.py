@@ -17,7 +17,7 @@ def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_p
     out = tmp_path / "bench"
     run = subprocess.run(
         [
-            sys.executable, "-m", "fixstream", "bench", "--only", "W1,W3,W4,W5,W6",
+            sys.executable, "-m", "fixstream", "bench", "--only", "W1,W3,W5,W6",
             "--bugs", "5", "--monolith-bugs", "5", "--time-scale", "0.02",
             "--pipeline-time-scale", "0.05", "--out", str(out), "--profile",
         ],
@@ -36,11 +36,8 @@ def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_p
     assert w3["throughput_ratio"] > 1, "five bugs in flight beat one at a time"
     assert w3["pictures"] and all(Path(p).stat().st_size > 1000 for p in w3["pictures"])
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert "w3-pipeline-timeline.png" in pngs and "w4-rate-limited-throughput.png" in pngs
-
-    w4 = figures["W4"]
-    assert w4["fixed"] == 5, w4["statuses"]
-    assert w4["bound_s"] > 0 and w4["makespan_s"] > 0
+    assert "w3-pipeline-timeline.png" in pngs and "w3-monolith-throughput.png" in pngs
+    assert "W4" not in figures  # --only is honoured (W4's arithmetic: test_bench_figures.py)
 
     w5 = figures["W5"]
     assert 0 < w5["overhead_ms_p50"] <= w5["overhead_ms_p99"]

@@ -199,8 +199,8 @@ def test_a_stage_redone_after_a_crash_gets_its_finished_calls_from_the_cache(
 ):
     shared = _shared(settings, redis_url, tmp_path)
     repo = _repo_copy(tmp_path)
-    # every test run takes 3 s, so the crash lands inside reproduce's run, after its LLM call
-    (repo / "conftest.py").write_text("import time\n\ntime.sleep(3)\n")
+    # every test run takes 2 s, so the crash lands inside reproduce's run, after its LLM call
+    (repo / "conftest.py").write_text("import time\n\ntime.sleep(2)\n")
     crashed = _worker(shared, tmp_path, "crashed")
     _submit(shared, _report(repo, "C-1"))
     deadline = time.monotonic() + 60

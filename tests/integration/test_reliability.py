@@ -38,7 +38,7 @@ def test_a_worker_killed_mid_batch_leaves_every_bug_to_the_other_exactly_once(
 ):
     doomed = start_worker("doomed")
     survivor = start_worker("survivor")
-    reports = _reports(settings, "a") + _reports(settings, "b")
+    reports = _reports(settings, "a") + _reports(settings, "b", ["off_by_one", "two_files"])
     ids = {r.bug_id for r in reports}
     _submit(settings, reports)
     # kill once the batch is under way: the first bugs fixed, the rest in flight
@@ -131,8 +131,8 @@ def test_workers_ride_out_a_broker_outage_and_finish_what_comes_after(
 ):
     if not isinstance(broker, EmbeddedBroker):
         pytest.skip("stops and restarts the embedded broker")
-    workers = [start_worker("one"), start_worker("two")]
-    before = _reports(settings, "before")
+    workers = [start_worker("one")]
+    before = _reports(settings, "before", ["off_by_one", "wrong_operator", "two_files"])
     _submit(settings, before)
     asyncio.run(read_until(settings, "fixes", lambda rs: len(rs) >= 1, timeout=120))
     broker.stop()  # mid-run: the other bugs are in flight
@@ -140,7 +140,7 @@ def test_workers_ride_out_a_broker_outage_and_finish_what_comes_after(
     asyncio.run(broker.start())  # same address; the in-memory broker comes back empty
     catalog = load_catalog(settings.topics_file, settings.partitions)
     asyncio.run(apply_topics(catalog, settings.bootstrap(), {}))  # what Kafka would have kept
-    after = _reports(settings, "after")
+    after = _reports(settings, "after", ["off_by_one", "none_handling"])
     ids = {r.bug_id for r in after}
     _submit(settings, after)
     fixes = _fixes(settings, ids, timeout=240)

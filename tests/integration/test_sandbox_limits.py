@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_sandbox_runs import _alive
 
 from fixstream.config import Settings
 from fixstream.errors import EditRejectedError
@@ -45,15 +46,6 @@ async def _workspace(repo: Path, tests: dict[str, str], name: str = "lim"):
     for file, code in tests.items():
         (repo / "tests" / file).write_text(code)
     return await make_workspace(repo, default_root(), name)
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (a killed orphan stays a zombie until init reaps it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _dead_soon(pid: int, within_s: float = 2.0) -> bool:
