@@ -37,6 +37,8 @@ class SoakConfig:
     time_scale: float = 0.05
     submit_over_s: float = 20.0
     """Bugs arrive spread over this long, so kills land while bugs are in every stage."""
+    stuck_after_s: float = 120.0
+    """The watchdog's limit: a bug silent this long is failed with its stage, within the run."""
     timeout_s: float = 900.0
     seed: int = 1
 
@@ -90,7 +92,7 @@ async def soak(cfg: SoakConfig) -> dict[str, Any]:
         ) as url:  # fmt: skip
             await system.start_workers(
                 "soak", cfg.workers, url, FIXSTREAM_LLM_TIMEOUT="2",
-                FIXSTREAM_LLM_MAX_ATTEMPTS="8",
+                FIXSTREAM_LLM_MAX_ATTEMPTS="8", FIXSTREAM_STUCK_AFTER_S=str(cfg.stuck_after_s),
             )  # fmt: skip
             bugs = example_bugs(cfg.bugs, "soak")
             submitted = {b.bug_id for b in bugs}
