@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from fixstream import processes
 from fixstream.broker import EmbeddedBroker, free_port, wait_until_answers
 from fixstream.config import Settings
 from fixstream.topics import apply_topics, load_catalog
@@ -207,8 +208,7 @@ def start_worker(settings: Settings, tmp_path: Path):
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    processes.stop_all([w.process for w in started], timeout=15)
 
 
 async def read_until(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from fixstream import processes
 from fixstream.broker import EmbeddedBroker
 from fixstream.config import REPO_ROOT, Settings
 from fixstream.kafka import producer, publish, reader
@@ -136,8 +137,7 @@ class System:
         return worker
 
     def stop_workers(self) -> None:
-        for worker in self.workers:
-            worker.stop(timeout=30)
+        processes.stop_all([w.process for w in self.workers], timeout=30)
         self.workers.clear()
 
     def close(self) -> None:

@@ -72,6 +72,7 @@ class ScatterGather:
         self.results = topics["chunks.results"]
         self.deadline_s = deadline_s
         self.gatherers: dict[str, _Gatherer] = {}
+        self.finishing: set[str] = set()
         self.pending = app.Table("fixstream-gather", default=None, partitions=partitions)
         app.agent(self.tasks, name="fixstream.chunk_worker")(
             self._agent(self._call, chunk_concurrency)
@@ -158,7 +159,19 @@ class ScatterGather:
         if not (complete or deadline_passed):
             self.pending[key] = entry
             return
-        del self.pending[key]
+        if key in self.finishing:
+            return  # this worker is finishing it already (a nudge raced the last result)
+        self.finishing.add(key)
+        try:
+            await self._finish(entry, event, complete)
+        finally:
+            self.finishing.discard(key)
+        # only now that the output exists: a worker killed while finishing leaves the entry,
+        # and the redelivered result finishes the gather again on the partition's next owner
+        if key in self.pending:  # gone if the partition moved away while finishing
+            del self.pending[key]
+
+    async def _finish(self, entry: dict[str, Any], event: faust.EventT, complete: bool) -> None:
         gatherer = self.gatherers[entry["stage"]]
         telemetry.current_bug.set(entry["bug_id"])
         telemetry.current_stage.set(entry["stage"])

@@ -49,7 +49,7 @@ def test_a_slow_message_survives_a_kill_after_later_ones_finished(settings, tmp_
     scenario = tmp_path / "slow.yaml"
     scenario.write_text(
         scenario_text(
-            [{"match": SLOW_MARK, "response": summary, "delay_seconds": 15}, NOT_IMPLICATED]
+            [{"match": SLOW_MARK, "response": summary, "delay_seconds": 10}, NOT_IMPLICATED]
         )
     )
     with simulator_process("--time-scale", "0.01", "--scenario", str(scenario)) as url:

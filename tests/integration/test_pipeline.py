@@ -142,8 +142,8 @@ def test_a_wrong_fix_is_rejected_retried_and_reported_failed(settings, start_wor
 
 
 def test_two_workers_share_the_chunk_tasks_of_one_bug(settings, start_worker):
-    start_worker("worker-a")
-    start_worker("worker-b")
+    for worker in [start_worker("worker-a", ready=False), start_worker("worker-b", ready=False)]:
+        worker.wait_ready()
     reports = _reports(settings, "shared", ["long_log", "none_handling", "two_files"])
     ids = {r.bug_id for r in reports}
     _submit(settings, reports)
@@ -203,7 +203,7 @@ def test_a_gather_past_its_deadline_goes_on_with_what_it_has(settings, tmp_path)
     slow_chunk = {  # one innocent chunk's verdict takes far longer than the deadline
         "match": "re:(?s)TASK: root-cause one chunk.*\\nCHUNK pager/links\\.py",
         "response": {"implicated": False, "score": 0.0, "why": "late"},
-        "delay_seconds": 30,
+        "delay_seconds": 10,
     }
     fixes, statuses = _run_with_scenario(
         settings, tmp_path, [slow_chunk, *example_rules(example), NOT_IMPLICATED],
