@@ -133,7 +133,9 @@ async def test_tpm_limit_loses_no_call_and_holds_the_rate():
     charged = sum(r.record.estimated_in + 100 for r in results)
     # one full window may go at once, then the budget paces the rest
     assert charged / elapsed <= TPM_PER_WINDOW * (1 + 1 / max(1.0, elapsed - 1)) * 1.05
-    assert stats["rate_limited"] <= 2, "the gateway paced itself below the server's limit"
+    # unpaced, this burst draws about 48 429s; paced, none on a quiet machine, a few when a
+    # busy loop delays a call across the server's window boundary
+    assert stats["rate_limited"] <= 5, "the gateway paced itself below the server's limit"
 
 
 async def test_two_workers_share_one_budget_through_redis(redis_url):
