@@ -4,6 +4,12 @@ Faust's own ``concurrency > 1`` can commit past a slow message (faust #606: its 
 misses a gap right after the committed offset). Here the stream is ``noack``: each event is
 processed in its own task, and an event is acked only when it and every earlier event of its
 partition are done, so Faust never sees a gap and never commits past unfinished work.
+
+A rebalance revokes every partition while their events are still in flight. Those events
+are never acked: an ack landing after the partition is assigned again (to this worker or
+to none) would mark an offset past the newly committed one and recreate the #606 gap, and
+the commit would skip a message the new assignment had not processed. The soak lost a bug
+that way. Unacked, they are redelivered from the committed offset and done again.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ Process = Callable[[faust.EventT], Awaitable[None]]
 class _Ticket:
     event: Any
     done: bool = False
+    revoked: bool = False
 
 
 @dataclass
@@ -41,15 +48,24 @@ class OrderedAcks:
 
     async def done(self, ticket: _Ticket) -> None:
         ticket.done = True
-        queue = self.pending[ticket.event.message.tp]
-        while queue and queue[0].done:
+        queue = self.pending.get(ticket.event.message.tp)
+        # revoked tickets are out of ``pending``; one may be revoked while we await an ack
+        while queue and queue[0].done and not queue[0].revoked:
             await self.stream.ack(queue.popleft().event)
+
+    def revoke(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        """Faust's on_partitions_revoked receiver: what is in flight there is never acked."""
+        for tp in revoked:
+            for ticket in self.pending.pop(tp, ()):
+                ticket.revoked = True
 
 
 async def run_concurrently(stream: faust.StreamT, process: Process, concurrency: int) -> None:
     """Feed every event of ``stream`` to ``process``, up to ``concurrency`` at once."""
     manual = stream.noack()
     acks = OrderedAcks(manual)
+    revocations = stream.app.on_partitions_revoked
+    revocations.connect(acks.revoke)
     slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
 
@@ -72,5 +88,6 @@ async def run_concurrently(stream: faust.StreamT, process: Process, concurrency:
             running.add(task)
             task.add_done_callback(running.discard)
     finally:
+        revocations.disconnect(acks.revoke)
         for task in running:
             task.cancel()
