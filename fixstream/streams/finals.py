@@ -105,7 +105,10 @@ class Finals:
         app.task(self.published.follow)
         app.agent(self.candidates, name="fixstream.finalize")(self._finalize)
         app.agent(self.status, name="fixstream.progress")(self._follow)
-        every = max(0.5, min(30.0, stuck_after_s / 4))
+        # often enough to fire on a worker that lives less than a minute (the soak's churn:
+        # at 30 s, short-lived workers never fired and stuck bugs were lost); a pass is one
+        # walk over this worker's progress entries
+        every = max(0.5, min(5.0, stuck_after_s / 4))
         app.timer(interval=every, name="fixstream.watchdog")(self._watchdog)
 
     async def _report(self, bug_id: str, stage: str, state: str, message: str) -> None:
