@@ -38,8 +38,8 @@ def test_a_worker_killed_mid_batch_leaves_every_bug_to_the_other_exactly_once(
 ):
     doomed = start_worker("doomed", ready=False)
     survivor = start_worker("survivor", ready=False)
-    doomed.wait_ready()
-    survivor.wait_ready()
+    for worker in (doomed, survivor):  # started together, ready together
+        worker.wait_ready()
     reports = _reports(settings, "a") + _reports(settings, "b", ["off_by_one", "two_files"])
     ids = {r.bug_id for r in reports}
     _submit(settings, reports)
