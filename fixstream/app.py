@@ -16,6 +16,7 @@ from fixstream.codec import register_codecs
 from fixstream.config import Settings
 from fixstream.llm import Gateway
 from fixstream.llm.build import build_gateway, cache_for
+from fixstream.sandbox.environments import Environments
 from fixstream.sandbox.workspace import default_root
 from fixstream.schemas import BugReport, PatchedBug
 from fixstream.streams import analysis, fix, reproduce, root_cause, validate
@@ -148,8 +149,18 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     )
     knobs = StageKnobs(
         workspaces=settings.workspace_dir or default_root(),
+        envs=Environments(
+            settings.environments_dir,
+            timeout_s=settings.env_build_timeout_s,
+            disk_mb=settings.env_disk_mb,
+            find_links=tuple(settings.env_find_links),
+            offline=settings.env_offline,
+            mode=settings.sandbox,
+        ),
         test_timeout_s=settings.test_timeout_s,
         test_memory_mb=settings.test_memory_mb,
+        test_disk_mb=settings.test_disk_mb,
+        sandbox=settings.sandbox,
         reproduce_attempts=settings.reproduce_attempts,
         fix_attempts=settings.fix_attempts,
         cache=cache,

@@ -7,10 +7,12 @@ import contextlib
 import shlex
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import orjson
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -20,6 +22,7 @@ from fixstream.bench import WORKLOADS as ALL
 from fixstream.broker import EmbeddedBroker
 from fixstream.config import Settings
 from fixstream.dlq import dlq_cli
+from fixstream.errors import describe_validation
 from fixstream.kafka import producer, publish, read_to_end, reader
 from fixstream.reports import report_from_file, report_from_flags
 from fixstream.schemas import EVENTS
@@ -47,7 +50,8 @@ console = Console()
 
 
 class State:
-    settings: Settings = Settings()
+    settings: Settings
+    """Read by the callback below, before any command runs."""
 
 
 @cli.callback()
@@ -57,7 +61,18 @@ def _settings(
     ] = None,
 ) -> None:
     overrides = {"broker": broker} if broker else {}
-    State.settings = Settings(**overrides)
+    try:
+        State.settings = Settings(**overrides)
+    except ValidationError as exc:
+        _fail(f"bad setting: {describe_validation(exc)} (FIXSTREAM_<NAME> in the environment)")
+    except SettingsError as exc:
+        _fail(f"bad setting: {exc} (lists and mappings are JSON in the environment)")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One clear line on stderr, never a traceback (and never rich markup: it quotes input)."""
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
 
 
 def _settings_with_broker() -> Settings:
@@ -610,6 +625,27 @@ def bench_gateway(
         json_out.write_bytes(
             orjson.dumps([r.model_dump() for r in results], option=orjson.OPT_INDENT_2)
         )
+
+
+@cli.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="The checks as a JSON list.")] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds each network check may wait.")
+    ] = 5.0,
+) -> None:
+    """Check this machine can run the main job: broker, LLM endpoint, sandbox, environment
+    builder, Redis. One line per part; exit 1 when any part FAILs."""
+    from fixstream.doctor import exit_code, quiet_logs, render, run_checks, summary
+
+    with quiet_logs():
+        checks = asyncio.run(run_checks(State.settings, timeout))
+    if as_json:
+        typer.echo(orjson.dumps([c.as_json() for c in checks]).decode())
+    else:
+        typer.echo(render(checks))
+        typer.echo(summary(checks))
+    raise typer.Exit(exit_code(checks))
 
 
 @cli.command()

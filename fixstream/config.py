@@ -69,6 +69,21 @@ class Settings(BaseSettings):
     """A scatter goes on with the results it has once this passes, and says so."""
     test_timeout_s: float = Field(default=120.0, gt=0)
     test_memory_mb: int = Field(default=2048, ge=64)
+    test_disk_mb: int = Field(default=512, ge=1)
+    """A test run's disk quota: the tmpfs under /testbed, and each of /tmp and /dev/shm."""
+    sandbox: Literal["bwrap", "unsafe"] = "bwrap"
+    """bwrap: every test run in bubblewrap, refused where it cannot run. unsafe: tests run
+    unisolated as the worker's user, logged loudly and recorded in every test run."""
+    env_dir: Path | None = None
+    """Where repository environments live, shared by every worker on the machine.
+    None: <data_dir>/envs."""
+    env_build_timeout_s: float = Field(default=900.0, gt=0)
+    env_disk_mb: int = Field(default=20_000, ge=100)
+    """The environments' disk budget: least recently used ones are evicted past it."""
+    env_find_links: list[str] = Field(default_factory=list)
+    """Local wheel directories uv may install from (JSON list in the environment)."""
+    env_offline: bool = False
+    """Install only from ``env_find_links`` (uv --no-index): no package index at all."""
     reproduce_attempts: int = Field(default=3, ge=1)
     stuck_after_s: float = Field(default=900.0, gt=0)
     """A bug with no progress event for this long (queueing included) is failed with the
@@ -128,6 +143,10 @@ class Settings(BaseSettings):
     @property
     def artifact_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def environments_dir(self) -> Path:
+        return self.env_dir or self.data_dir / "envs"
 
     @property
     def checkout_dir(self) -> Path:

@@ -85,4 +85,10 @@ def run_demo(settings: Settings, console: Console, timeout: float, sim_time_scal
     fixed = [b for b in fixed if board.rows[b].fix.status == "fixed"]  # type: ignore[union-attr]
     console.print()
     console.print(f"{len(fixed)}/{len(ids)} examples fixed end to end in {elapsed:.2f}s")
+    for bug_id in sorted(ids - set(fixed)):
+        row = board.rows.get(bug_id)
+        why = row.why() if row else "no event at all: is the worker running?"
+        console.print(f"[red]not fixed[/] {bug_id}: {why[:400]}", highlight=False)
+    if len(fixed) < len(ids):
+        console.print(f"worker log: {settings.data_dir / 'worker.log'}")
     return 0 if len(fixed) == len(ids) else 1

@@ -88,3 +88,17 @@ class RetryBudgetExhaustedError(LLMError):
 class EditRejectedError(BadInputError):
     """An LLM-proposed edit that may not be applied: outside the workspace, absent or
     ambiguous search text, a binary file. The message says which and why."""
+
+
+class SandboxUnavailableError(FixstreamError):
+    """No isolation layer works here, so no test may run; the message says how to fix it.
+    Retryable: once the machine is fixed, a replay runs the tests."""
+
+    retryable = True
+
+
+class EnvironmentBuildError(FixstreamError):
+    """The repository's environment could not be built; the message is the installer's own
+    reason. Retryable: an index that was down may be back."""
+
+    retryable = True

@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,18 @@ WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 current_bug: ContextVar[str | None] = ContextVar("fixstream_bug", default=None)
 current_stage: ContextVar[str] = ContextVar("fixstream_stage", default="")
 in_chunk: ContextVar[bool] = ContextVar("fixstream_in_chunk", default=False)
+progress: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar(
+    "fixstream_progress", default=None
+)
+"""Set where a message is taken up: a stage's core reports a step (an environment build) as
+a ``progress`` status event without knowing topics."""
+
+
+async def report_progress(message: str) -> None:
+    reporter = progress.get()
+    if reporter is not None:
+        await reporter(message)
+
 
 SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 

@@ -31,6 +31,18 @@ class BugRow:
     def ended(self) -> bool:
         return self.fix is not None or self.dead is not None
 
+    def why(self) -> str:
+        """Why the bug is where it is, in one line: its fix event's reason, or the last word
+        of the stage it is in."""
+        if self.fix is not None:
+            return f"{self.fix.status}: {self.fix.reason}" if self.fix.reason else self.fix.status
+        if self.dead:
+            return f"dead-lettered: {self.dead}"
+        last = max(self.stages.values(), key=lambda s: s.produced_at, default=None)
+        if last is None:
+            return "never picked up by a worker"
+        return f"still in {last.stage} ({last.state}{': ' + last.message if last.message else ''})"
+
 
 class Board:
     """Per-bug progress, fed one record at a time."""

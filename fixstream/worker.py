@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import faust
+import orjson
+from pydantic import SecretStr
 
 from fixstream import processes
 from fixstream.broker import free_port
@@ -60,36 +62,43 @@ def profiled(path: Path | None) -> Iterator[None]:
 
 
 def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment for a ``fixstream worker`` child: these settings, a free web port,
-    and none of the parent's own FIXSTREAM_/OPENAI_ variables. Kafka security goes along
-    (the child connects to the same cluster), and so does the LLM API key, secrets in clear:
-    it is the child's environment, never logged (test runs never see it: sandbox_env)."""
+    """The environment for a ``fixstream worker`` child: every setting of ``settings`` (so
+    none is lost on the way), a free web port, and none of the parent's own FIXSTREAM_/OPENAI_
+    variables. Secrets go along in clear: it is the child's environment, never logged (test
+    runs never see it: sandbox_env)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FIXSTREAM_", "OPENAI_"))}
-    password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
-    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    values = {
-        "BROKER": settings.broker,
-        "SECURITY_PROTOCOL": settings.security_protocol,
-        "SASL_MECHANISM": settings.sasl_mechanism,
-        "SASL_USERNAME": settings.sasl_username,
-        "SASL_PASSWORD": password,  # str(SecretStr) would pass "**********"
-        "SSL_CAFILE": settings.ssl_cafile,
-        "APP_ID": settings.app_id,
-        "PARTITIONS": settings.partitions,
-        "BROKER_SESSION_TIMEOUT": settings.broker_session_timeout,
-        "FETCH_MAX_WAIT_MS": settings.fetch_max_wait_ms,
-        "DATA_DIR": settings.data_dir,
-        "MAX_MESSAGE_BYTES": settings.max_message_bytes,
-        "LLM_BASE_URL": settings.llm_base_url,
-        "LLM_API_KEY": api_key,
-        "REDIS_URL": settings.redis_url,
-        "TRACE_DIR": settings.trace_dir,
-        "WEB_PORT": free_port(),
-    }
-    env.update({f"FIXSTREAM_{k}": str(v) for k, v in values.items() if v is not None})
+    for name in settings.model_fields_set | _non_default(settings):
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, dict | list):
+            text = orjson.dumps(value, default=_plain).decode()
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[f"FIXSTREAM_{name.upper()}"] = text
+    env["FIXSTREAM_WEB_PORT"] = str(free_port())
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def _non_default(settings: Settings) -> set[str]:
+    defaults = type(settings).model_fields
+    return {
+        n
+        for n, f in defaults.items()
+        if getattr(settings, n) != f.get_default(call_default_factory=True)
+    }
+
+
+def _plain(value: object) -> object:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")  # type: ignore[union-attr]
+    return str(value)
 
 
 class WorkerProcess:

@@ -1,16 +1,16 @@
-"""The safety boundary for LLM output: workspaces, edits, and test runs under limits."""
+"""The safety boundary for LLM output: workspaces, edits, environments and sandboxed runs."""
 
 from fixstream.sandbox.edits import EditProposal, apply_edits, unified_diff
-from fixstream.sandbox.runner import isolation, network_isolation_available, run_tests
+from fixstream.sandbox.runner import Environment, isolation, run_tests
 from fixstream.sandbox.workspace import Workspace, make_workspace
 
 __all__ = [
     "EditProposal",
+    "Environment",
     "Workspace",
     "apply_edits",
     "isolation",
     "make_workspace",
-    "network_isolation_available",
     "run_tests",
     "unified_diff",
 ]

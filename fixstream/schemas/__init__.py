@@ -29,7 +29,7 @@ from fixstream.schemas.pipeline import (
     Suspect,
     TestRun,
 )
-from fixstream.schemas.report import Artifact, BugReport, Comment, RepoRef
+from fixstream.schemas.report import Artifact, BugReport, Comment, EnvironmentSpec, RepoRef
 
 EVENTS: dict[str, type[Event]] = {
     cls.__name__: cls
@@ -72,6 +72,7 @@ __all__ = [
     "Comment",
     "DeadLetter",
     "Edit",
+    "EnvironmentSpec",
     "Event",
     "Evidence",
     "FixEvent",

@@ -24,6 +24,8 @@ class TestRun(Part):
     output: str = ""
     cached: bool = False
     """An earlier run of the same command on the same workspace content, reused."""
+    isolation: str = ""
+    """What the run was isolated by: ``bwrap+cgroup``, ``bwrap``, ``container`` or ``unsafe``."""
 
 
 class Reproduction(Part):
@@ -35,7 +37,7 @@ class Reproduction(Part):
 
 
 class ReproducedBug(Event):
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     bug_id: str
     meta: StageMeta
@@ -52,7 +54,7 @@ class Suspect(Part):
 
 
 class RootCausedBug(Event):
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     bug_id: str
     meta: StageMeta
@@ -82,7 +84,7 @@ class CandidatePatch(Part):
 
 
 class PatchedBug(Event):
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     bug_id: str
     meta: StageMeta
@@ -106,7 +108,7 @@ class StageCost(Part):
 class FixEvent(Event):
     """Exactly one per bug: what downstream systems consume."""
 
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     bug_id: str
     meta: StageMeta

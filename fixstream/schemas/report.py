@@ -36,6 +36,19 @@ class Artifact(Part):
         return self
 
 
+class EnvironmentSpec(Part):
+    """What the repository's own files cannot say about its test environment."""
+
+    python: str | None = Field(default=None, max_length=64, pattern=r"^[0-9A-Za-z.+_-]+$")
+    """A Python version for uv (``3.12``); None: the worker's own interpreter's."""
+    extras: list[str] = Field(default_factory=list, max_length=32)
+    """Extras of the project to install, beyond its test extras (test, tests, testing, dev)."""
+    packages: list[str] = Field(default_factory=list, max_length=256)
+    """More requirements, in pip's syntax (``pytest-asyncio``, ``foo==1.2``)."""
+    install: list[list[str]] = Field(default_factory=list, max_length=16)
+    """Commands run after the install, in the environment, with the network."""
+
+
 class RepoRef(Part):
     """The repository to fix: a local path, or a git URL plus a commit."""
 
@@ -45,6 +58,8 @@ class RepoRef(Part):
     test_command: list[str] = Field(
         default_factory=lambda: ["python", "-m", "pytest", "-q"], min_length=1
     )
+    environment: EnvironmentSpec | None = None
+    """Built from the repository's dependency files; this adds what they cannot say."""
 
     @model_validator(mode="after")
     def _path_or_url(self) -> RepoRef:
@@ -67,7 +82,7 @@ class Comment(Part):
 class BugReport(Event):
     """A bug as reported by a tracker, CI or an error monitor."""
 
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     bug_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@/-]+$")
     source: str = "unknown"

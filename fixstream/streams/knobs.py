@@ -5,14 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fixstream import telemetry
 from fixstream.cache import Cache
+from fixstream.sandbox.environments import Environments
+from fixstream.sandbox.runner import Environment, SandboxMode
+from fixstream.schemas import RepoRef
 
 
 @dataclass(frozen=True, slots=True)
 class StageKnobs:
     workspaces: Path
-    test_timeout_s: float = 60.0
-    test_memory_mb: int = 1024
+    envs: Environments
+    test_timeout_s: float = 120.0
+    test_memory_mb: int = 2048
+    test_disk_mb: int = 512
+    sandbox: SandboxMode = "bwrap"
     reproduce_attempts: int = 3
     fix_attempts: int = 3
     root_cause_chunks: int = 16
@@ -21,3 +28,11 @@ class StageKnobs:
     chunk_max_tokens: int = 600
     cache: Cache | None = None
     """Test runs and searches already done on the same content (None: always redo)."""
+
+    async def environment(self, repo_dir: Path, repo: RepoRef) -> Environment:
+        """The repository's environment, built when this version has none yet (a visible
+        step: a progress event says which)."""
+        env, built = await self.envs.ensure(repo_dir, repo.environment, repo.test_command)
+        if built:
+            await telemetry.report_progress(f"environment {env.key} built")
+        return env

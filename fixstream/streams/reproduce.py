@@ -18,7 +18,7 @@ from fixstream.chunktext import chunk_text, header
 from fixstream.errors import EditRejectedError, LLMError
 from fixstream.llm import Gateway
 from fixstream.llm.accounting import Totals
-from fixstream.sandbox import make_workspace, run_tests
+from fixstream.sandbox import Environment, make_workspace, run_tests
 from fixstream.sandbox.edits import apply_edits
 from fixstream.schemas import AnalyzedBug, Edit, ReproducedBug, Reproduction, TestRun
 from fixstream.streams.knobs import StageKnobs
@@ -79,7 +79,9 @@ def failure_line(run: TestRun) -> str:
     return f"exit code {run.exit_code}"
 
 
-async def _try(bug: AnalyzedBug, test: ReproductionTest, knobs: StageKnobs, name: str) -> TestRun:
+async def _try(
+    bug: AnalyzedBug, test: ReproductionTest, knobs: StageKnobs, name: str, env: Environment
+) -> TestRun:
     ws = await make_workspace(Path(bug.repo_dir), knobs.workspaces, name)
     try:
         await asyncio.to_thread(
@@ -88,8 +90,11 @@ async def _try(bug: AnalyzedBug, test: ReproductionTest, knobs: StageKnobs, name
         return await run_tests(
             ws,
             [*bug.report.repo.test_command, test.path],
+            env=env,
             timeout_s=knobs.test_timeout_s,
             memory_mb=knobs.test_memory_mb,
+            disk_mb=knobs.test_disk_mb,
+            mode=knobs.sandbox,
             cache=knobs.cache,
             tags=tags_of(bug.bug_id, bug.scope),
         )
@@ -100,6 +105,7 @@ async def _try(bug: AnalyzedBug, test: ReproductionTest, knobs: StageKnobs, name
 async def reproduce(bug: AnalyzedBug, llm: Gateway, knobs: StageKnobs) -> Outcome:
     started = time.perf_counter()
     repo_dir = Path(bug.repo_dir)
+    env = await knobs.environment(repo_dir, bug.report.repo)  # its failure ends the bug
     tests, example = await asyncio.to_thread(_repo_context, repo_dir)
     code = "\n\n".join(
         [f"# {header(c)}\n{await asyncio.to_thread(chunk_text, repo_dir, c)}"
@@ -124,7 +130,7 @@ async def reproduce(bug: AnalyzedBug, llm: Gateway, knobs: StageKnobs) -> Outcom
         usage.add(answer.record)
         test = answer.value
         try:
-            run = await _try(bug, test, knobs, f"{bug.bug_id}-repro-{attempt}")
+            run = await _try(bug, test, knobs, f"{bug.bug_id}-repro-{attempt}", env)
         except EditRejectedError as exc:
             feedback = f"the test file was refused: {exc}"
             result = Reproduction(reproduced=False, test_path=test.path, reason=feedback)

@@ -9,6 +9,7 @@ order (``streams.inflight``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -76,12 +77,16 @@ class Stage:
         event = StatusEvent(bug_id=bug_id, stage=self.name, state=state, worker=WORKER_ID, **fields)
         await self.topics["bugs.status"].send(key=bug_id, value=event)
 
+    async def _progress(self, bug_id: str, message: str) -> None:
+        await self.status_event(bug_id, "progress", message=message)
+
     async def process(self, event: faust.EventT) -> None:
         value = event.value
         bug_id = value.bug_id
         started = time.perf_counter()
         telemetry.current_bug.set(bug_id)
         telemetry.current_stage.set(self.name)
+        telemetry.progress.set(functools.partial(self._progress, bug_id))
         telemetry.active().stage_began(self.name, bug_id)
         await self.status_event(bug_id, "started")
         try:

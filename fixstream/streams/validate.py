@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fixstream.cache import tags_of
 from fixstream.errors import EditRejectedError
-from fixstream.sandbox import make_workspace, run_tests
+from fixstream.sandbox import Environment, make_workspace, run_tests
 from fixstream.sandbox.edits import apply_edits, unified_diff
 from fixstream.schemas import (
     CandidatePatch,
@@ -44,7 +44,9 @@ class Verdict:
     run: TestRun | None = None
 
 
-async def check(bug: PatchedBug, candidate: CandidatePatch, knobs: StageKnobs) -> Verdict:
+async def check(
+    bug: PatchedBug, candidate: CandidatePatch, knobs: StageKnobs, env: Environment
+) -> Verdict:
     """Apply one candidate (plus the reproduction test) to a fresh copy and run every test."""
     analyzed = bug.rootcaused.reproduced.analyzed
     repro = bug.rootcaused.reproduced.reproduction
@@ -62,8 +64,11 @@ async def check(bug: PatchedBug, candidate: CandidatePatch, knobs: StageKnobs) -
         run = await run_tests(
             ws,
             analyzed.report.repo.test_command,
+            env=env,
             timeout_s=knobs.test_timeout_s,
             memory_mb=knobs.test_memory_mb,
+            disk_mb=knobs.test_disk_mb,
+            mode=knobs.sandbox,
             cache=knobs.cache,
             tags=tags_of(bug.bug_id, analyzed.scope),
         )
@@ -100,7 +105,9 @@ def feedback(verdicts: list[Verdict]) -> str:
 
 async def validate(bug: PatchedBug, knobs: StageKnobs) -> Outcome:
     started = time.perf_counter()
-    verdicts = list(await asyncio.gather(*(check(bug, c, knobs) for c in bug.candidates)))
+    analyzed = bug.rootcaused.reproduced.analyzed
+    env = await knobs.environment(Path(analyzed.repo_dir), analyzed.report.repo)
+    verdicts = list(await asyncio.gather(*(check(bug, c, knobs, env) for c in bug.candidates)))
     winner = next((v for v in verdicts if v.passed), None)
     attempt = bug.meta.attempt
     repro = bug.rootcaused.reproduced.reproduction

@@ -18,6 +18,7 @@ from fixstream.schemas import (
     StageMeta,
     TestRun,
 )
+from fixstream.sandbox.environments import Environments
 from fixstream.streams.knobs import StageKnobs
 from fixstream.streams.reproduce import judge
 from fixstream.streams.root_cause import rank
@@ -83,7 +84,7 @@ def _verdict(n: int, implicated: bool, score: float, ok: bool = True) -> ChunkRe
 
 def test_rank_keeps_implicated_chunks_over_the_threshold_best_first():
     bug = _reproduced([_chunk(n) for n in range(4)])
-    knobs = StageKnobs(workspaces=Path("/tmp"), suspect_threshold=0.5, fix_suspects=3)
+    knobs = StageKnobs(workspaces=Path("/tmp"), envs=Environments(Path("/tmp/unused")), suspect_threshold=0.5, fix_suspects=3)
     results = [
         _verdict(0, False, 0.9),
         _verdict(1, True, 0.6),
@@ -95,7 +96,7 @@ def test_rank_keeps_implicated_chunks_over_the_threshold_best_first():
 
 def test_rank_falls_back_to_the_single_best_guess():
     bug = _reproduced([_chunk(n) for n in range(2)])
-    knobs = StageKnobs(workspaces=Path("/tmp"))
+    knobs = StageKnobs(workspaces=Path("/tmp"), envs=Environments(Path("/tmp/unused")))
     suspects = rank(bug, [_verdict(0, False, 0.3), _verdict(1, False, 0.1)], knobs)
     assert [s.chunk.chunk_id for s in suspects] == ["c0"]
 
