@@ -526,8 +526,21 @@ def bench(
     ] = False,
     kill_every: Annotated[float, typer.Option(help="Soak: seconds between kills.")] = 15.0,
     faults: Annotated[str, typer.Option(help="Soak: simulator fault shares.")] = "",
+    wheelhouse: Annotated[
+        Path | None,
+        typer.Option(
+            help="W7: build environments offline from the wheels in this directory "
+            "(uv --no-index --find-links); default: the package index.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    env_lookups: Annotated[int, typer.Option(help="W7: warm lookups per example.")] = 200,
+    sandbox_runs: Annotated[
+        int, typer.Option(help="W7: runs of each command, bare and sandboxed.")
+    ] = 30,
 ) -> None:
-    """W1-W6: the talk's figures against fixstream's, side by side in one run."""
+    """W1-W7: the talk's figures against fixstream's, side by side in one run."""
     if ctx.invoked_subcommand is not None:
         return
     if soak:
@@ -554,7 +567,8 @@ def bench(
     cfg = BenchConfig(
         out=out.resolve(), time_scale=time_scale, pipeline_time_scale=pipeline_time_scale,
         bugs=bugs, monolith_bugs=monolith_bugs, in_flight=in_flight, workloads=chosen,
-        profile=profile,
+        profile=profile, wheelhouse=wheelhouse.resolve() if wheelhouse else None,
+        env_lookups=env_lookups, sandbox_runs=sandbox_runs,
     )  # fmt: skip
     console.print(f"LLM SIMULATOR (not a real model); output in {out}")
     with profiled(cfg.out / "bench.prof" if profile else None):

@@ -23,6 +23,7 @@ from fixstream.broker import free_port
 from fixstream.config import Settings
 from fixstream.tokens import count_tokens
 
+log = logging.getLogger(__name__)
 READY_MARK = "fixstream worker ready"
 """Logged once the worker has its partitions (the app's on_rebalance_complete)."""
 
@@ -31,8 +32,11 @@ def run_worker(settings: Settings, loglevel: str = "info", profile: Path | None 
     """Block until the worker is stopped (SIGINT/SIGTERM stop it cleanly). With ``profile``,
     the whole run is profiled and written there (pstats) when the worker stops."""
     from fixstream.app import create_app
+    from fixstream.sandbox.runner import isolation
 
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    iso = isolation(settings.sandbox)  # probed now: a refusal is said at start, with its fix
+    log.info("test runs: isolation %s (host uid %d)", iso.level, iso.uid)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)

@@ -1,6 +1,6 @@
 """Benchmarks: measured side by side in one run, printed as a table, written as JSON."""
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -8,10 +8,13 @@ W5  overhead: per bug, the time not spent in LLM calls or test runs (Kafka hops,
     serialization, fixstream's own CPU).
 W6  caching: a batch cold, the same batch again, then a batch of which 30% are near-duplicate
     reports of the first: hit rate, tokens saved and time saved.
+W7  environments and sandbox cost (no broker, no LLM): per example an environment built cold
+    and then looked up warm; a test run bare against sandboxed, and where the difference goes
+    (``sandboxcost.py``).
 
 Every call goes through the product: chunk tasks onto ``chunks.tasks`` and real workers;
 bugs onto ``bugs.reported``. The simulator's time scale shrinks LLM time only; test runs are
-real and take what they take, which is stated next to W3's figures.
+real and take what they take, which is stated next to W3's figures. W7 runs in this process.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from fixstream.bench import WORKLOADS, percentile, pictures
+from fixstream.bench import WORKLOADS, percentile, pictures, sandboxcost
 from fixstream.bench.system import (
     Batch,
     System,
@@ -47,6 +50,8 @@ from fixstream.telemetry import read_spans
 from fixstream.tokens import count_tokens
 
 ALL = WORKLOADS
+LLM_WORKLOADS = {"W1", "W2", "W3", "W4", "W5", "W6"}
+"""The workloads that need the broker, the simulator and worker processes."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,12 @@ class BenchConfig:
     in_flight: int = 32
     workloads: tuple[str, ...] = ALL
     profile: bool = False
+    wheelhouse: Path | None = None
+    """W7: build environments from these wheels alone (offline); None: the package index."""
+    env_lookups: int = 200
+    """W7: warm lookups per example."""
+    sandbox_runs: int = 30
+    """W7: runs of each command bare and sandboxed (and of each breakdown variant)."""
 
 
 def code_text(tokens: int, seed: int) -> str:
@@ -439,7 +450,8 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
     }
     started = time.perf_counter()
     try:
-        await system.start_broker()
+        if LLM_WORKLOADS & set(cfg.workloads):
+            await system.start_broker()
         if {"W1", "W2"} & set(cfg.workloads):
             with system.simulator(cfg.time_scale) as url:
                 await system.start_workers("chunks", 1, url)
@@ -456,6 +468,11 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
         if "W6" in cfg.workloads:
             with system.simulator(cfg.pipeline_time_scale) as url:
                 await cached(system, cfg, url, results)
+        if "W7" in cfg.workloads:  # last, on a machine the other workloads have left
+            results["W7"] = await sandboxcost.w7(
+                cfg.out, wheelhouse=cfg.wheelhouse, lookups=cfg.env_lookups,
+                runs=cfg.sandbox_runs,
+            )  # fmt: skip
     finally:
         await asyncio.to_thread(system.close)
     results["bench_seconds"] = time.perf_counter() - started
@@ -465,10 +482,13 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
 
 def print_report(results: dict[str, Any], console: Console) -> None:
     """The figures and ratios, with the talk's figure or the target beside each."""
-    table = Table(
-        title=f"fixstream bench: LLM SIMULATOR time scale {results['time_scale']} for W1-W2, "
-        f"{results['pipeline_time_scale']} for W3-W6 (test runs are real time)"
-    )
+    title = "fixstream bench: environments and sandbox (no LLM)"
+    if LLM_WORKLOADS & set(results):
+        title = (
+            f"fixstream bench: LLM SIMULATOR time scale {results['time_scale']} for W1-W2, "
+            f"{results['pipeline_time_scale']} for W3-W6 (test runs are real time)"
+        )
+    table = Table(title=title)
     for col in ("workload", "figure", "measured", "talk / target"):
         table.add_column(col)
     row = table.add_row
@@ -549,5 +569,47 @@ def print_report(results: dict[str, Any], console: Console) -> None:
                 f"{r['time_saved_s']:.1f} s of {cold['makespan_s']:.1f} s; {r['fixed']} fixed",
                 "",
             )
+    if w := results.get("W7"):
+        w7_rows(w, row)
     console.print(table)
     console.print(f"bench took {results['bench_seconds']:.0f} s")
+
+
+def w7_rows(w: dict[str, Any], row: Any) -> None:
+    """W7's rows: environments cold and warm, the sandbox against bare, where it goes."""
+    label = f"W7 sandbox ({w['isolation']})"
+    if env := w.get("environments"):
+        row(
+            "W7 environments",
+            f"cold build p50 / max ({env['builds']} examples, {env['distinct_keys']} key)",
+            f"{env['cold_s_p50']:.2f} / {env['cold_s_max']:.2f} s",
+            f"packages: {w['packages_from']}",
+        )
+        row(
+            "",
+            f"warm lookup p50 / p99 ({env['lookups']} lookups)",
+            f"{env['warm_ms_p50']:.2f} / {env['warm_ms_p99']:.2f} ms",
+            f"p99 <= {env['warm_target_ms']:.0f} ms",
+        )
+    for name, runs in w.get("sandbox", {}).items():
+        if not isinstance(runs, dict):
+            continue
+        row(
+            label,
+            f"{runs['command']}: bare / sandboxed p50 (p99)",
+            f"{runs['bare_ms_p50']:.0f} / {runs['sandboxed_ms_p50']:.0f} ms "
+            f"({runs['bare_ms_p99']:.0f} / {runs['sandboxed_ms_p99']:.0f})",
+            "",
+        )
+        row(
+            "",
+            f"{name}: overhead p50 ({runs['runs']} runs each)",
+            f"{runs['overhead_ms_p50']:.0f} ms",
+            f"p50 <= {runs['target_ms']:.0f} ms",
+        )
+        label = ""
+    if b := w.get("breakdown"):
+        phases = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in b["phases_ms_p50"].items())
+        row("", "where it goes, ms p50", phases, f"sum {b['overhead_ms_p50']:.0f} ms over bare")
+    if w.get("error"):
+        row(label, "error", w["error"], "")

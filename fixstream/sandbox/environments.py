@@ -180,13 +180,17 @@ def plan(
     )  # fmt: skip
 
 
-def build_script(p: Plan) -> str:
-    """What runs inside the build sandbox, as one shell script."""
-    q = shlex.join
-    lines = ["set -e", q(["uv", "venv", "--quiet", "--python", p.python, ENV])]
-    install = ["uv", "pip", "install", "--quiet", "--python", f"{ENV}/bin/python"]
+def build_script(p: Plan, env: str = ENV, testbed: str = TESTBED, uv: str = "uv") -> str:
+    """What runs inside the build sandbox, as one shell script (``env``, ``testbed``, ``uv``:
+    other paths for FIXSTREAM_SANDBOX=unsafe, which builds on the host)."""
+
+    def q(args: list[str]) -> str:
+        return shlex.join(a.replace(TESTBED, testbed) for a in args)
+
+    lines = ["set -e", q([uv, "venv", "--quiet", "--python", p.python, env])]
+    install = [uv, "pip", "install", "--quiet", "--python", f"{env}/bin/python"]
     if p.lock == "uv.lock":
-        export = ["uv", "export", "--quiet", "--frozen", "--no-hashes", "--all-extras",
+        export = [uv, "export", "--quiet", "--frozen", "--no-hashes", "--all-extras",
                   "--no-emit-project", "--project", TESTBED, "-o", "/tmp/lock.txt"]  # fmt: skip
         lines += [q(export), q([*install, "-r", "/tmp/lock.txt", *_index_args(p)])]
     elif p.lock == "poetry.lock" and p.lock_pins:
@@ -331,8 +335,13 @@ class Environments:
             Bind(str(self.root / "uv-cache"), UV_CACHE, True),
         ]
         binds += [Bind(link, link) for link in p.find_links]
+        script = build_script(p)
+        if self.mode == "unsafe":  # on the host: its paths, and an export per build
+            script = build_script(p, str(env_dir), str(source.path), _uv()).replace(
+                "/tmp/lock.txt", str(work / "lock.txt")
+            )
         layout = Layout(
-            command=["/bin/sh", "-c", build_script(p)], workspace=str(source.path),
+            command=["/bin/sh", "-c", script], workspace=str(source.path),
             env=str(env_dir), env_writable=True, interpreters=bwrap.interpreter_prefixes(),
             extra=tuple(binds), network=True, disk_mb=BUILD_LIMITS.disk_mb,
         )  # fmt: skip

@@ -305,6 +305,7 @@ class Finished:
 
 def _unsafe_argv(layout: Layout, env_vars: dict[str, str], env_dir: Path | None) -> list[str]:
     """The command as it is: the ``/fixstream/env`` of PATH is the host's directory."""
+    env_vars.pop("UV_CACHE_DIR", None)  # uv's own default cache
     if env_dir is not None:
         env_vars["PATH"] = env_vars["PATH"].replace(ENV, str(env_dir))
         env_vars["VIRTUAL_ENV"] = str(env_dir)
