@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import statistics
 import time
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -25,7 +26,7 @@ from fixstream.dlq import dlq_cli
 from fixstream.errors import describe_validation
 from fixstream.kafka import producer, publish, read_to_end, reader
 from fixstream.reports import report_from_file, report_from_flags
-from fixstream.schemas import EVENTS
+from fixstream.schemas import EVENTS, AnalyzedBug
 from fixstream.schemas.compat import (
     SNAPSHOT_PATH,
     compatibility_report,
@@ -414,7 +415,7 @@ VERDICT_TOKENS = 150
 """Output tokens a root-cause verdict takes (ChunkVerdict: a bool, a score, two sentences)."""
 
 
-def _bug_workload(path: Path, settings: Settings) -> tuple[int, int, int, int]:
+def _bug_workload(path: Path, settings: Settings) -> tuple[int, int, int, int, AnalyzedBug]:
     """(raw report tokens, input tokens, output tokens, calls) of a bug's root-cause scatter,
     from the analysis stage's regular program: real chunks, real counts, no tokens spent."""
     from fixstream.streams.analysis import AnalysisConfig, analyse
@@ -431,7 +432,27 @@ def _bug_workload(path: Path, settings: Settings) -> tuple[int, int, int, int]:
     summary = count_tokens(render(bug, None))
     calls = max(1, len(bug.chunks))
     input_tokens = sum(c.tokens for c in bug.chunks) + calls * summary
-    return raw, input_tokens, calls * VERDICT_TOKENS, calls
+    return raw, input_tokens, calls * VERDICT_TOKENS, calls, bug
+
+
+def _environment_cost(bug: AnalyzedBug, settings: Settings) -> str:
+    """Whether the bug's environment is ready, or what building it is likely to cost (the
+    builds already in the store, measured)."""
+    from fixstream.sandbox.environments import Environments
+
+    envs = Environments(settings.environments_dir, find_links=tuple(settings.env_find_links),
+                        offline=settings.env_offline, mode=settings.sandbox)  # fmt: skip
+    repo = bug.report.repo
+    p = envs.plan(Path(bug.repo_dir), repo.environment, repo.test_command)
+    if envs.ready(p.key):
+        return f"environment {p.key}: ready (a lookup, no build)"
+    seconds = envs.build_seconds()
+    files = ", ".join(p.files) or "no dependency files"
+    guess = "no build measured yet"
+    if seconds:
+        guess = (f"the {len(seconds)} builds in the store took {statistics.median(seconds):.1f} s "
+                 f"(median), {max(seconds):.1f} s at most")  # fmt: skip
+    return f"environment {p.key}: to build first ({files}); {guess}"
 
 
 @cli.command()
@@ -462,7 +483,8 @@ def plan(
         base_latency_ms=sim.base_latency_ms if bug else 0.0,
     )
     if bug is not None:
-        raw, input_tokens, output_tokens, chunks = _bug_workload(bug, State.settings)
+        raw, input_tokens, output_tokens, chunks, analyzed = _bug_workload(bug, State.settings)
+        console.print(_environment_cost(analyzed, State.settings))
         console.print(
             f"{bug}: report and logs {raw:,} tokens; root cause sends {input_tokens:,} "
             f"tokens in {chunks} chunk calls and gets about {output_tokens:,} back"

@@ -50,7 +50,7 @@ WARM_LOOKUP_TARGET_MS = 10.0
 """p99 of a warm ``ensure``: what every test run pays before it starts."""
 OVERHEAD_TARGET_MS = 50.0
 """p50 of a sandboxed run minus the same run bare."""
-WARM_UP = 2
+WARM_UP = 1
 """Runs of each kind made first and not counted (page cache, lazy imports)."""
 TRIVIAL = ["python", "-c", "pass"]
 STAMP = ["/bin/date", "+%s.%N"]

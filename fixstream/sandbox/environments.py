@@ -293,6 +293,17 @@ class Environments:
         env = await asyncio.shield(task)
         return env, True
 
+    def ready(self, key: str) -> bool:
+        return (self.root / key / "meta.json").is_file()
+
+    def build_seconds(self) -> list[float]:
+        """How long each environment in the store took to build (for ``fixstream plan``)."""
+        seconds = []
+        for meta in self.root.glob("*/meta.json"):
+            with contextlib.suppress(OSError, orjson.JSONDecodeError):
+                seconds.append(float(orjson.loads(meta.read_bytes())["seconds"]))
+        return seconds
+
     def _lookup(self, key: str) -> Environment | None:
         meta = self.root / key / "meta.json"
         try:
