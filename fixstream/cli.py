@@ -51,8 +51,9 @@ console = Console()
 
 
 class State:
-    settings: Settings
-    """Read by the callback below, before any command runs."""
+    settings: Settings = None  # type: ignore[assignment]
+    """Read by the callback below before any command runs (not at import: a bad setting is
+    then one clear line, not a traceback)."""
 
 
 @cli.callback()
