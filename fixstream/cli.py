@@ -593,7 +593,8 @@ def bench(
         profile=profile, wheelhouse=wheelhouse.resolve() if wheelhouse else None,
         env_lookups=env_lookups, sandbox_runs=sandbox_runs,
     )  # fmt: skip
-    console.print(f"LLM SIMULATOR (not a real model); output in {out}")
+    if set(chosen) - {"W7"}:
+        console.print(f"LLM SIMULATOR (not a real model); output in {out}")
     with profiled(cfg.out / "bench.prof" if profile else None):
         results = asyncio.run(run(cfg))
     print_report(results, console)

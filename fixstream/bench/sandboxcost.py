@@ -7,8 +7,8 @@
    ``wheelhouse`` from that directory alone (uv ``--no-index --find-links``).
 2. **Sandbox overhead per test run.** The same command, in the same environment's Python and
    on the same workspace copy, run bare (``asyncio.create_subprocess_exec``) and through
-   ``run_tests`` (bubblewrap, cgroup, limits), interleaved: a trivial ``python -c pass`` and
-   one example's own pytest suite.
+   ``run_tests`` (bubblewrap, cgroup, limits), interleaved, each sandboxed run after a pause
+   (``GAP_S``) as in a stage: a trivial ``python -c pass`` and one example's pytest suite.
 3. **Where the overhead goes.** ``sandboxed``'s steps one by one, timestamped on one clock
    (the wall clock, which the sandbox shares): the cgroup made, bubblewrap's command line,
    the fork, the cgroup joined and the jail entered in the child (rlimits, staging, the uid
@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from fixstream.bench import percentile
-from fixstream.bench.system import example_bugs
+from fixstream.bench.system import EXAMPLES, example_bugs
 from fixstream.config import Settings
 from fixstream.errors import EnvironmentBuildError, SandboxUnavailableError
 from fixstream.sandbox import bwrap, cgroups
@@ -52,6 +52,10 @@ OVERHEAD_TARGET_MS = 50.0
 """p50 of a sandboxed run minus the same run bare."""
 WARM_UP = 1
 """Runs of each kind made first and not counted (page cache, lazy imports)."""
+GAP_S = 0.1
+"""Idle time before each sandboxed run, as between a stage's test runs. Joining a cgroup
+waits for an RCU grace period unless one was waited for moments ago: runs back to back
+would hide that cost, which every test run of a single bug pays."""
 TRIVIAL = ["python", "-c", "pass"]
 STAMP = ["/bin/date", "+%s.%N"]
 """What the breakdown runs in the sandbox: it prints the wall clock as it starts."""
@@ -139,9 +143,10 @@ async def w7(
     wheelhouse: Path | None = None,
     lookups: int = 200,
     runs: int = 30,
-    examples: int = 5,
+    examples: int | None = None,
 ) -> dict[str, Any]:
-    """W7's figures; an error (no sandbox, a failed build) is reported, not raised."""
+    """W7's figures; an error (no sandbox, a failed build) is reported, not raised.
+    ``examples``: how many of the bundled examples (None: all of them)."""
     iso = await asyncio.to_thread(isolation)  # probed once, not inside the first build
     result: dict[str, Any] = {
         "isolation": iso.level,
@@ -162,7 +167,7 @@ async def w7(
 
 
 async def _environments(
-    root: Path, wheelhouse: Path | None, lookups: int, examples: int
+    root: Path, wheelhouse: Path | None, lookups: int, examples: int | None
 ) -> tuple[list[tuple[BugReport, Environment]], dict[str, Any]]:
     """Per example, a cold build in a store of its own, then ``lookups`` warm ones."""
     find_links = (str(wheelhouse),) if wheelhouse else ()  # absolute: the CLI resolves it
@@ -170,7 +175,8 @@ async def _environments(
     built: list[tuple[BugReport, Environment]] = []
     cold: list[float] = []
     warm: list[float] = []
-    for i, bug in enumerate(example_bugs(examples, "w7")):
+    count = examples or len(list(EXAMPLES.glob("*/report.json")))
+    for i, bug in enumerate(example_bugs(count, "w7")):
         repo, spec, command = Path(bug.repo.path or ""), bug.repo.environment, bug.repo.test_command
         store = Environments(root / f"store-{i}", find_links=find_links, offline=bool(wheelhouse))
         started = time.perf_counter()
@@ -205,12 +211,12 @@ async def _sandbox(bug: BugReport, env: Environment, runs: int) -> dict[str, Any
         sandbox: dict[str, Any] = {}
         for name, command in (("trivial", TRIVIAL), ("pytest", bug.repo.test_command)):
             sandbox[name] = await _compare(ws, env, command, limits, runs, report_dir)
-        sandbox["example"] = bug.bug_id.split("-", 2)[-1]
         breakdown = await _breakdown(ws, env, limits, runs)
     finally:
         await ws.remove()
         shutil.rmtree(report_dir, ignore_errors=True)
-    return {"sandbox": sandbox, "breakdown": breakdown}
+    example = bug.bug_id.split("-", 2)[-1]
+    return {"sandbox_example": example, "sandbox": sandbox, "breakdown": breakdown}
 
 
 def _bare_env(env: Environment) -> dict[str, str]:
@@ -245,6 +251,7 @@ async def _compare(
     codes: set[tuple[int, int | None]] = set()
     for i in range(WARM_UP + runs):
         seconds, bare_code = await _bare(argv, ws.path, variables)
+        await asyncio.sleep(GAP_S)
         started = time.perf_counter()
         run = await run_tests(
             ws, command, env=env, timeout_s=120, memory_mb=limits.memory_mb,
@@ -273,7 +280,10 @@ async def _breakdown(ws: Workspace, env: Environment, limits: Limits, runs: int)
     without: list[dict[str, float]] = []
     bare: list[float] = []
     for i in range(WARM_UP + runs):
-        a, b = await _traced(layout, env, limits), await _traced(no_copy, env, limits)
+        await asyncio.sleep(GAP_S)
+        a = await _traced(layout, env, limits)
+        await asyncio.sleep(GAP_S)
+        b = await _traced(no_copy, env, limits)
         seconds, _ = await _bare(STAMP, ws.path, _bare_env(env))
         if i >= WARM_UP:
             full.append(a)
@@ -336,8 +346,9 @@ async def _traced(layout: Layout, env: Environment, limits: Limits) -> dict[str,
         argv, staged = bwrap.command_line(layout, bwrap.binary())  # type: ignore[arg-type]
         t["argv"] = time.time()
         jail = Jail(
-            staged=staged, memory_mb=limits.memory_mb + 3 * limits.disk_mb,
-            cpu_s=limits.cpu_s, processes=limits.processes, file_mb=limits.file_mb,
+            staged=staged, memory_mb=limits.memory_mb, cpu_s=limits.cpu_s,
+            processes=limits.processes, file_mb=limits.file_mb,
+            nproc="pids" not in isolation().controllers,
         )  # fmt: skip
         try:
             transport, run = await asyncio.get_running_loop().subprocess_exec(

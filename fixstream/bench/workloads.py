@@ -577,39 +577,46 @@ def print_report(results: dict[str, Any], console: Console) -> None:
 
 def w7_rows(w: dict[str, Any], row: Any) -> None:
     """W7's rows: environments cold and warm, the sandbox against bare, where it goes."""
-    label = f"W7 sandbox ({w['isolation']})"
     if env := w.get("environments"):
+        source = "wheelhouse, offline" if w["packages_from"].endswith("(offline)") else "index"
         row(
             "W7 environments",
-            f"cold build p50 / max ({env['builds']} examples, {env['distinct_keys']} key)",
+            f"cold build p50 / max ({env['builds']} bugs, {source})",
             f"{env['cold_s_p50']:.2f} / {env['cold_s_max']:.2f} s",
-            f"packages: {w['packages_from']}",
+            "",
         )
         row(
             "",
-            f"warm lookup p50 / p99 ({env['lookups']} lookups)",
+            f"warm lookup p50 / p99 ({env['lookups']})",
             f"{env['warm_ms_p50']:.2f} / {env['warm_ms_p99']:.2f} ms",
             f"p99 <= {env['warm_target_ms']:.0f} ms",
         )
+    label = f"W7 sandbox ({w['isolation']})"
     for name, runs in w.get("sandbox", {}).items():
-        if not isinstance(runs, dict):
-            continue
+        what = "python -c pass" if name == "trivial" else f"{name} ({w['sandbox_example']})"
         row(
             label,
-            f"{runs['command']}: bare / sandboxed p50 (p99)",
+            f"{what}: bare / sandboxed p50 (p99)",
             f"{runs['bare_ms_p50']:.0f} / {runs['sandboxed_ms_p50']:.0f} ms "
             f"({runs['bare_ms_p99']:.0f} / {runs['sandboxed_ms_p99']:.0f})",
             "",
         )
         row(
             "",
-            f"{name}: overhead p50 ({runs['runs']} runs each)",
+            f"{name}: overhead p50 ({runs['runs']} runs)",
             f"{runs['overhead_ms_p50']:.0f} ms",
             f"p50 <= {runs['target_ms']:.0f} ms",
         )
         label = ""
     if b := w.get("breakdown"):
-        phases = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in b["phases_ms_p50"].items())
-        row("", "where it goes, ms p50", phases, f"sum {b['overhead_ms_p50']:.0f} ms over bare")
+        phases = sorted(b["phases_ms_p50"].items(), key=lambda kv: -kv[1])
+        top = [f"{k.replace('_', ' ')} {v:.1f}" for k, v in phases[:4]]
+        rest = sum(v for _, v in phases[4:])
+        row(
+            label,
+            "overhead by phase, ms p50",
+            ", ".join([*top, f"other {rest:.1f}"]),
+            f"{b['overhead_ms_p50']:.0f} ms in all",
+        )
     if w.get("error"):
         row(label, "error", w["error"], "")

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from fixstream.bench.sandboxcost import (
+    PHASES,
+    breakdown_figures,
+    env_figures,
+    overhead_figures,
+)
 from fixstream.bench.soak import final_counts
 from fixstream.bench.system import Batch, example_bugs
 from fixstream.bench.workloads import (
@@ -11,6 +17,7 @@ from fixstream.bench.workloads import (
     code_text,
     hops,
     overhead,
+    print_report,
     split_evenly,
     union_length,
     window_usage,
@@ -101,3 +108,84 @@ def test_soak_counts_lost_duplicated_and_silent_failures():
     assert counts["failed_with_reason"] == 1 and counts["failed_silently"] == 1
     assert counts["lost"] == 1 and counts["duplicated"] == 1
     assert counts["reasons"][0][0] == "RetryBudgetExhaustedError"
+
+
+def test_w7_environments_cold_in_seconds_warm_in_milliseconds():
+    lookups = [0.0004] * 98 + [0.002, 0.030]  # one slow lookup in a hundred
+    figures = env_figures([1.0, 3.0, 2.0], lookups)
+    assert figures["builds"] == 3 and figures["lookups"] == 100
+    assert figures["cold_s_p50"] == 2.0 and figures["cold_s_max"] == 3.0
+    assert figures["warm_ms_p50"] == pytest.approx(0.4)
+    assert figures["warm_ms_p99"] == pytest.approx(30.0)  # nearest rank: the slowest of 100
+    assert figures["cold_over_warm"] == pytest.approx(2000 / 0.4)
+    assert not figures["warm_within_target"]  # the target is on p99: 30 ms > 10 ms
+    assert env_figures([1.0], [0.001] * 100)["warm_within_target"]
+    assert env_figures([], [])["warm_within_target"] is False
+
+
+def test_w7_overhead_is_sandboxed_p50_minus_bare_p50():
+    bare = [0.010 + i / 1000 for i in range(10)]  # 10..19 ms
+    boxed = [0.030 + i / 1000 for i in range(10)]  # 30..39 ms
+    figures = overhead_figures(bare, boxed)
+    assert figures["runs"] == 10
+    assert figures["bare_ms_p50"] == pytest.approx(15)
+    assert figures["sandboxed_ms_p50"] == pytest.approx(35)
+    assert figures["bare_ms_p99"] == pytest.approx(19)
+    assert figures["sandboxed_ms_p99"] == pytest.approx(39)
+    assert figures["overhead_ms_p50"] == pytest.approx(20)
+    assert figures["overhead_share"] == pytest.approx(20 / 15)
+    assert figures["within_target"]
+    assert not overhead_figures(bare, [b + 0.060 for b in bare])["within_target"]
+
+
+def _trace(at: float, copy: float) -> dict[str, float]:
+    """Timestamps of one run: each phase 1 ms longer than the one before, the copy extra."""
+    t, stamps = at, {"start": at}
+    for n, (_name, _a, b) in enumerate(PHASES, 1):
+        t += n / 1000 + (copy if b == "command" else 0)
+        stamps[b] = t
+    return stamps
+
+
+def test_w7_breakdown_splits_bwrap_from_the_workspace_copy():
+    full = [_trace(100.0 * i, copy=0.005) for i in range(5)]
+    no_copy = [_trace(100.0 * i, copy=0.0) for i in range(5)]
+    figures = breakdown_figures(full, no_copy, [0.002] * 5)
+    phases = figures["phases_ms_p50"]
+    assert list(phases) == [
+        "cgroup_create", "command_line", "fork", "cgroup_join", "jail", "bwrap_setup",
+        "workspace_copy", "teardown", "cgroup_close",
+    ]  # fmt: skip
+    assert phases["cgroup_create"] == pytest.approx(1)
+    assert phases["cgroup_join"] == pytest.approx(4)
+    assert phases["bwrap_setup"] == pytest.approx(6)
+    assert phases["workspace_copy"] == pytest.approx(5)
+    assert phases["cgroup_close"] == pytest.approx(8)
+    assert figures["total_ms_p50"] == pytest.approx(sum(range(1, 9)) + 5)
+    assert figures["overhead_ms_p50"] == pytest.approx(figures["total_ms_p50"] - 2)
+    assert figures["largest"] == "cgroup_close"
+    assert sum(phases.values()) == pytest.approx(figures["total_ms_p50"])
+
+
+def test_w7_rows_are_printed_with_their_targets():
+    from rich.console import Console
+
+    runs = overhead_figures([0.010] * 3, [0.030] * 3) | {"command": "python -c pass"}
+    trace = [_trace(0.0, 0.003)]
+    results = {
+        "time_scale": 0.05, "pipeline_time_scale": 0.5, "bench_seconds": 3.0,
+        "W7": {
+            "isolation": "bwrap+cgroup", "packages_from": "/wheels (offline)",
+            "environments": env_figures([0.8, 0.9], [0.0005] * 10),
+            "sandbox_example": "long_log",
+            "sandbox": {"trivial": runs, "pytest": runs | {"command": "python -m pytest -q"}},
+            "breakdown": breakdown_figures(trace, trace, [0.002]),
+        },
+    }  # fmt: skip
+    console = Console(record=True, width=200)
+    print_report(results, console)
+    text = console.export_text()
+    assert "W7 environments" in text and "W7 sandbox (bwrap+cgroup)" in text
+    assert "p99 <= 10 ms" in text and "p50 <= 50 ms" in text
+    assert "pytest (long_log)" in text and "wheelhouse, offline" in text
+    assert "LLM SIMULATOR" not in text  # W7 alone runs no simulator
