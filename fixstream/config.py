@@ -71,9 +71,11 @@ class Settings(BaseSettings):
     test_memory_mb: int = Field(default=2048, ge=64)
     test_disk_mb: int = Field(default=512, ge=1)
     """A test run's disk quota: the tmpfs under /testbed, and each of /tmp and /dev/shm."""
-    sandbox: Literal["bwrap", "unsafe"] = "bwrap"
-    """bwrap: every test run in bubblewrap, refused where it cannot run. unsafe: tests run
-    unisolated as the worker's user, logged loudly and recorded in every test run."""
+    sandbox: Literal["bwrap", "unsafe", "container"] = "bwrap"
+    """bwrap: every test run in bubblewrap, refused where it cannot run. container: in a
+    Docker/Podman container (``FIXSTREAM_CONTAINER_IMAGE``), refused where no engine answers.
+    unsafe: tests run unisolated as the worker's user, logged loudly and recorded in every
+    test run."""
     env_dir: Path | None = None
     """Where repository environments live, shared by every worker on the machine.
     None: <data_dir>/envs."""
