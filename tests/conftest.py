@@ -10,8 +10,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from wheelhouse import build_wheelhouse, readable
 
 from fixstream import processes
 from fixstream.broker import EmbeddedBroker, free_port, wait_until_answers
@@ -21,6 +23,12 @@ from fixstream.worker import WorkerProcess, subprocess_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+"""Repositories of the tests' own (not demo examples): ``tests/data/<name>``."""
+collect_ignore = ["data"]
+"""Their tests run in their own environments, in the sandbox, never in this session."""
+RUNNER = ("pytest",)
+"""What every test environment installs from the wheelhouse: the runner and its closure."""
 
 TEST_BROKERS = ("embedded", "testcontainers")
 """FIXSTREAM_TEST_BROKER: what the ``broker`` fixture gives (embedded, the default)."""
@@ -176,13 +184,43 @@ def llm_sim() -> Iterator[str]:
         yield base_url
 
 
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    """Wheels of pytest and what it needs, repacked from this interpreter's installed copies:
+    test environments are built from here, offline (``--no-index``), never from an index."""
+    folder = readable(tmp_path_factory.mktemp("wheelhouse"))
+    build_wheelhouse(folder, RUNNER)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def env_dir(tmp_path_factory) -> Path:
+    """The session's environment store: each repository version is built once, by the first
+    worker that needs it, and reused by every later test and worker."""
+    return tmp_path_factory.mktemp("envs")
+
+
+@pytest.fixture(scope="session")
+def offline_envs(wheelhouse: Path, env_dir: Path) -> dict[str, str]:
+    """The ``settings`` fixture's environment settings as variables, for a ``fixstream``
+    command run as a child process (demo, bench): the session's store, built offline."""
+    return {
+        "FIXSTREAM_ENV_DIR": str(env_dir),
+        "FIXSTREAM_ENV_FIND_LINKS": orjson.dumps([str(wheelhouse)]).decode(),
+        "FIXSTREAM_ENV_OFFLINE": "true",
+    }
+
+
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return subprocess_env(settings, **extra)
 
 
 @pytest.fixture
-def settings(broker: EmbeddedBroker, llm_sim: str, tmp_path: Path, request) -> Settings:
-    """Settings for one test: its own consumer group and data directory."""
+def settings(
+    broker: EmbeddedBroker, llm_sim: str, tmp_path: Path, request, wheelhouse: Path, env_dir: Path
+) -> Settings:
+    """Settings for one test: its own consumer group and data directory; the session's
+    environments, built offline from the session's wheelhouse."""
     return Settings(
         **broker.client_settings(),
         app_id=f"fixstream-test-{request.node.name[:40]}-{os.getpid()}".replace("[", "-")
@@ -192,6 +230,9 @@ def settings(broker: EmbeddedBroker, llm_sim: str, tmp_path: Path, request) -> S
         data_dir=tmp_path / "var",
         max_message_bytes=64 * 1024,
         llm_base_url=llm_sim,
+        env_dir=env_dir,
+        env_find_links=[str(wheelhouse)],
+        env_offline=True,
     )
 
 

@@ -48,7 +48,7 @@ from fixstream.sandbox.workspace import make_workspace
 from fixstream.schemas import EnvironmentSpec
 
 log = logging.getLogger(__name__)
-BUILDER = "1"
+BUILDER = "2"
 """Bumped when what a build does changes: every key changes with it."""
 TEST_EXTRAS = ("test", "tests", "testing", "dev")
 RUNNERS = ("pytest",)
@@ -75,10 +75,16 @@ class Plan:
     python: str
     """uv's ``--python``: a version the spec asks for, or the worker's own interpreter."""
     requirements: tuple[str, ...] = ()
-    """``uv pip install`` arguments (paths as the build sandbox sees the repository)."""
+    """``uv pip install`` arguments (paths as the build sandbox sees the repository); empty
+    when there is nothing to install this way."""
     lock: str = ""
     """A lock file whose pins are installed (``uv.lock`` or ``poetry.lock``)."""
     lock_pins: tuple[str, ...] = ()
+    project: tuple[str, ...] = ()
+    """With a lock: the project itself (``-e /testbed[...]``), installed without its
+    dependencies (the lock's pins are them) in an install of its own, so that the runner and
+    the spec's packages still get theirs."""
+    offline: bool = False
     commands: tuple[tuple[str, ...], ...] = ()
     find_links: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
@@ -160,23 +166,24 @@ def plan(
         "pyproject.toml" in names and "build-system" in _toml(repo / "pyproject.toml")
     )
     extras = _extras(repo, spec)
+    project: tuple[str, ...] = ()
     if has_project:
-        args += ["-e", f"{TESTBED}[{','.join(extras)}]" if extras else TESTBED]
-        if lock:
-            args.insert(0, "--no-deps")
+        project = ("-e", f"{TESTBED}[{','.join(extras)}]" if extras else TESTBED)
+        if not lock:
+            args += project
+            project = ()
     elif extras and "pyproject.toml" in names and not lock:  # dependencies without a build
         args += ["-r", f"{TESTBED}/pyproject.toml", *(f"--extra={e}" for e in extras)]
     elif "pyproject.toml" in names and not lock and _toml(repo / "pyproject.toml").get("project"):
         args += ["-r", f"{TESTBED}/pyproject.toml"]
     args += [*runners, *spec.packages]
-    if offline:
-        args.append("--no-index")
-    for link in find_links:
-        args += ["--find-links", link]
+    if args:  # an install of nothing but index options is an error to uv
+        args += _index_options(offline, find_links)
     return Plan(
         key=digest.hexdigest()[:24], python=python, requirements=tuple(args), lock=lock,
-        lock_pins=pins, commands=tuple(tuple(c) for c in spec.install),
-        find_links=find_links, files=tuple(sorted(names)),
+        lock_pins=pins, project=project, offline=offline,
+        commands=tuple(tuple(c) for c in spec.install), find_links=find_links,
+        files=tuple(sorted(names)),
     )  # fmt: skip
 
 
@@ -195,6 +202,8 @@ def build_script(p: Plan, env: str = ENV, testbed: str = TESTBED, uv: str = "uv"
         lines += [q(export), q([*install, "-r", "/tmp/lock.txt", *_index_args(p)])]
     elif p.lock == "poetry.lock" and p.lock_pins:
         lines += [q([*install, *p.lock_pins, *_index_args(p)])]
+    if p.project:
+        lines.append(q([*install, "--no-deps", *p.project, *_index_args(p)]))
     if p.requirements:
         lines.append(q([*install, *p.requirements]))
     for command in p.commands:
@@ -203,8 +212,12 @@ def build_script(p: Plan, env: str = ENV, testbed: str = TESTBED, uv: str = "uv"
 
 
 def _index_args(p: Plan) -> list[str]:
-    args = ["--no-index"] if "--no-index" in p.requirements else []
-    for link in p.find_links:
+    return _index_options(p.offline, p.find_links)
+
+
+def _index_options(offline: bool, find_links: tuple[str, ...]) -> list[str]:
+    args = ["--no-index"] if offline else []
+    for link in find_links:
         args += ["--find-links", link]
     return args
 
@@ -370,6 +383,7 @@ class Environments:
                 )
             if done.returncode != 0:
                 raise EnvironmentBuildError(f"environment: {installer_reason(done.output)}")
+            await source.remove()  # the store keeps the environment, not a stale copy
             interpreter = await asyncio.to_thread(_base_prefix, env_dir)
             meta = {"key": p.key, "interpreter": interpreter, "files": list(p.files),
                     "seconds": time.perf_counter() - started, "built_at": wall,

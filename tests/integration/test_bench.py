@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pstats
 import subprocess
 import sys
@@ -9,11 +10,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration
 
 
-def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_path):
+def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_path, offline_envs):
     out = tmp_path / "bench"
     run = subprocess.run(
         [
@@ -21,7 +23,7 @@ def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_p
             "--bugs", "4", "--monolith-bugs", "3", "--time-scale", "0.02",
             "--pipeline-time-scale", "0.05", "--out", str(out), "--profile",
         ],
-        capture_output=True, text=True, timeout=400,
+        capture_output=True, text=True, timeout=400, env={**os.environ, **offline_envs},
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "LLM SIMULATOR" in run.stdout and "W3 pipelining" in run.stdout
@@ -56,3 +58,44 @@ def test_bench_runs_the_workloads_and_writes_figures_pictures_and_profiles(tmp_p
     assert {p.name for p in profiles} >= {"bench.prof", "worker-w3-0.prof"}
     stats = pstats.Stats(str(out / "worker-w3-0.prof"))
     assert any("fixstream" in fn[0] for fn in stats.stats), "the worker's own code was profiled"
+
+
+def test_w7_builds_environments_offline_and_measures_the_sandbox(tmp_path, wheelhouse):
+    """W7 alone: no broker, no simulator; every environment from the wheelhouse, offline."""
+    out = tmp_path / "bench"
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "fixstream", "bench", "--only", "W7", "--out", str(out),
+            "--wheelhouse", str(wheelhouse), "--env-lookups", "20", "--sandbox-runs", "2",
+        ],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "UV_OFFLINE": "1"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "W7 environments" in run.stdout and "W7 sandbox" in run.stdout
+    figures = orjson.loads((out / "bench.json").read_bytes())
+    assert not {"W1", "W2", "W3", "W4", "W5", "W6"} & set(figures)
+    w7 = figures["W7"]
+    assert "error" not in w7, w7["error"]
+    assert w7["isolation"] in ("bwrap+cgroup", "bwrap")
+    assert w7["packages_from"] == f"{wheelhouse} (offline)"
+
+    env = w7["environments"]
+    examples = {p.parent.name for p in EXAMPLES.glob("*/report.json")}
+    assert {b["bug"] for b in env["per_bug"]} == examples and env["builds"] == len(examples)
+    assert env["distinct_keys"] == 1  # no example declares dependencies: pytest alone
+    assert env["lookups"] == 20 * len(examples)
+    assert 0 < env["warm_ms_p50"] <= env["warm_ms_p99"] < env["cold_s_p50"] * 1000
+    assert all(b["cold_s"] >= b["build_s"] > 0 and b["env_mb"] > 0 for b in env["per_bug"])
+
+    for name in ("trivial", "pytest"):
+        runs = w7["sandbox"][name]
+        assert runs["runs"] == 2 and runs["same_outcome"], runs
+        assert runs["bare_ms_p50"] > 0 and runs["sandboxed_ms_p50"] > 0
+    assert w7["sandbox"]["pytest"]["command"] == "python -m pytest -q"
+
+    breakdown = w7["breakdown"]
+    assert breakdown["runs"] == 2
+    assert breakdown["phases_ms_p50"]["bwrap_setup"] > 0
+    assert all(v >= 0 for v in breakdown["phases_ms_p50"].values())
+    assert breakdown["total_ms_p50"] > breakdown["bare_ms_p50"]
+    assert not list(out.glob("fixstream-w7-envs-*")), "the environment stores are removed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,12 +12,12 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_soak_kills_workers_under_llm_faults_and_loses_nothing(tmp_path):
+def test_soak_kills_workers_under_llm_faults_and_loses_nothing(tmp_path, offline_envs):
     out = tmp_path / "soak"
     run = subprocess.run(
         [sys.executable, "-m", "fixstream", "bench", "--soak", "--bugs", "6",
          "--kill-every", "3", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env={**os.environ, **offline_envs},
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     figures = orjson.loads((out / "soak.json").read_bytes())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fixstream.config import REPO_ROOT
+from fixstream.sandbox.environments import Environments
 from fixstream.scenarios import example_rules, scenario_files, scenario_text
 from fixstream.schemas import (
     AnalyzedBug,
@@ -18,7 +19,6 @@ from fixstream.schemas import (
     StageMeta,
     TestRun,
 )
-from fixstream.sandbox.environments import Environments
 from fixstream.streams.knobs import StageKnobs
 from fixstream.streams.reproduce import judge
 from fixstream.streams.root_cause import rank
@@ -84,7 +84,12 @@ def _verdict(n: int, implicated: bool, score: float, ok: bool = True) -> ChunkRe
 
 def test_rank_keeps_implicated_chunks_over_the_threshold_best_first():
     bug = _reproduced([_chunk(n) for n in range(4)])
-    knobs = StageKnobs(workspaces=Path("/tmp"), envs=Environments(Path("/tmp/unused")), suspect_threshold=0.5, fix_suspects=3)
+    knobs = StageKnobs(
+        workspaces=Path("/tmp"),
+        envs=Environments(Path("/tmp/unused")),
+        suspect_threshold=0.5,
+        fix_suspects=3,
+    )
     results = [
         _verdict(0, False, 0.9),
         _verdict(1, True, 0.6),
