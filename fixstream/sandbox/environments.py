@@ -91,6 +91,18 @@ class Plan:
     """The dependency files that make the key."""
 
 
+def _listing(find_links: tuple[str, ...]) -> list[list[object]]:
+    """The wheels a build may take, by name, size and time: a new wheel at the same path
+    makes a new key."""
+    found: list[list[object]] = []
+    for link in find_links:
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.scandir(link), key=lambda e: e.name):
+                info = entry.stat()
+                found.append([link, entry.name, info.st_size, info.st_mtime_ns])
+    return found
+
+
 def dependency_files(repo: Path) -> list[Path]:
     names = ["pyproject.toml", "setup.cfg", "setup.py", "uv.lock", "poetry.lock"]
     found = [repo / n for n in names if (repo / n).is_file()]
@@ -150,7 +162,7 @@ def plan(
     identity = spec.python or f"{python} {sys.version}"
     runners = [r for r in RUNNERS if any(r in part for part in test_command)]
     settings = orjson.dumps([BUILDER, identity, spec.model_dump(mode="json"), runners,
-                             list(find_links), offline, mode])  # fmt: skip
+                             _listing(find_links), offline, mode])  # fmt: skip
     digest.update(settings)
     names = {p.relative_to(repo).as_posix() for p in files}
     args: list[str] = []
@@ -283,7 +295,7 @@ class Environments:
     mode: SandboxMode = "bwrap"
     builds: int = 0
     """Builds this process ran (reused ones do not count)."""
-    _inflight: dict[str, asyncio.Task[Environment]] = field(default_factory=dict)
+    _inflight: dict[str, asyncio.Task[tuple[Environment, bool]]] = field(default_factory=dict)
     _serial: itertools.count = field(default_factory=itertools.count)
 
     def plan(self, repo: Path, spec: EnvironmentSpec | None, command: list[str]) -> Plan:
@@ -303,8 +315,7 @@ class Environments:
             task = asyncio.ensure_future(self._build_locked(repo, p))
             self._inflight[p.key] = task
             task.add_done_callback(lambda _t, key=p.key: self._inflight.pop(key, None))
-        env = await asyncio.shield(task)
-        return env, True
+        return await asyncio.shield(task)
 
     def ready(self, key: str) -> bool:
         return (self.root / key / "meta.json").is_file()
@@ -327,7 +338,7 @@ class Environments:
             os.utime(meta)  # recency, for eviction
         return Environment(key=key, path=self.root / key / "env", interpreter=data["interpreter"])
 
-    async def _build_locked(self, repo: Path, p: Plan) -> Environment:
+    async def _build_locked(self, repo: Path, p: Plan) -> tuple[Environment, bool]:
         await asyncio.to_thread(self._prepare_root)
         lock_path = self.root / ".locks" / f"{p.key}.lock"
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
@@ -335,8 +346,8 @@ class Environments:
             await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
             found = await asyncio.to_thread(self._lookup, p.key)  # built by another worker
             if found is not None:
-                return found
-            return await self._build(repo, p)
+                return found, False
+            return await self._build(repo, p), True
         finally:
             os.close(fd)
 

@@ -129,7 +129,9 @@ def test_two_workers_share_the_cache_and_a_repeated_bug_needs_no_llm_call(
     assert all(run.cached for run in repeat.test_runs)
     stats = _cache_stats(shared)
     assert _count(stats, "llm", "hits") >= 4  # summary, reproduce, root cause, fix
-    assert _count(stats, "tests", "hits") >= 1 and _count(stats, "search", "hits") == 1
+    # at least once: a redelivered report (at-least-once, a worker stopped before its commit)
+    # searches again, and hits again
+    assert _count(stats, "tests", "hits") >= 1 and _count(stats, "search", "hits") >= 1
     assert _count(stats, "llm", "tokens_saved") > 0 and stats.entries > 0
 
     # the operator's view of the same Redis, and invalidation by repository

@@ -144,11 +144,12 @@ async def test_two_stores_on_one_root_build_once_under_the_file_lock(
 ):
     repo = _repo(tmp_path / "repo", {"requirements.txt": "iniconfig\n"})
     one, two = _envs(tmp_path / "envs", wheelhouse), _envs(tmp_path / "envs", wheelhouse)
-    (env_one, _), (env_two, _) = await asyncio.gather(
+    (env_one, built_one), (env_two, built_two) = await asyncio.gather(
         one.ensure(repo, None, NO_RUNNER), two.ensure(repo, None, NO_RUNNER)
     )
     assert len(builds_started) == 2, "both found no environment and went for the lock"
     assert one.builds + two.builds == 1
+    assert sorted([built_one, built_two]) == [False, True], "only the builder says it built"
     assert env_one == env_two
     assert _stored(tmp_path / "envs") == {env_one.key}
     assert list((tmp_path / "envs" / ".building").iterdir()) == []
