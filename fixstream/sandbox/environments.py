@@ -96,6 +96,7 @@ def _listing(find_links: tuple[str, ...]) -> list[list[object]]:
     makes a new key."""
     found: list[list[object]] = []
     for link in find_links:
+        found.append([link])
         with contextlib.suppress(OSError):
             for entry in sorted(os.scandir(link), key=lambda e: e.name):
                 info = entry.stat()

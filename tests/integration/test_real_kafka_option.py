@@ -17,9 +17,10 @@ TARGET = "tests/integration/test_topics_cli.py"
 
 
 def _pytest(broker: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FIXSTREAM_TEST_BROKER": broker}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env |= {"FIXSTREAM_TEST_BROKER": broker}  # a run of its own, not one of xdist's workers
     return subprocess.run(
-        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-n", "0"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -38,7 +39,7 @@ def test_the_suite_runs_on_real_kafka_where_docker_answers_and_skips_saying_why_
     result = _pytest("testcontainers", TARGET, "-q", "-rs", timeout=840)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    counts = _counts(output.strip().splitlines()[-1])
+    counts = _counts(result.stdout.strip().splitlines()[-1])  # stderr: plugins' warnings
     assert "failed" not in counts and "error" not in counts, output[-4000:]
     skips = {
         line: int(re.match(r"SKIPPED \[(\d+)\]", line)[1])
