@@ -41,13 +41,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fixstream.errors import SandboxUnavailableError
 from fixstream.sandbox.bwrap import ENV, MB, SANDBOX_UID, SOURCE, TESTBED, Layout, as_root
-
-if TYPE_CHECKING:
-    from fixstream.sandbox.runner import Finished, Limits
+from fixstream.sandbox.runs import MAX_REPORT, Finished, Limits, Output
 
 DEFAULT_IMAGE = "debian:bookworm-slim"
 IMAGE_VARIABLE = "FIXSTREAM_CONTAINER_IMAGE"
@@ -342,10 +340,8 @@ async def _run(
     import docker
     import requests
 
-    from fixstream.sandbox.runner import MAX_REPORT, Finished, _Output
-
     failures = (docker.errors.DockerException, requests.exceptions.RequestException)
-    output, lock = _Output(max_output_bytes), threading.Lock()
+    output, lock = Output(max_output_bytes), threading.Lock()
     try:
         client = await asyncio.to_thread(_client)
     except failures as exc:

@@ -40,7 +40,6 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +50,11 @@ from fixstream.cache import Cache, key_of
 from fixstream.errors import SandboxUnavailableError
 from fixstream.sandbox import bwrap, cgroups
 from fixstream.sandbox.bwrap import ENV, TESTBED, Jail, Layout
+from fixstream.sandbox.runs import MAX_REPORT, Finished, Limits, Output
 from fixstream.sandbox.workspace import Workspace
 from fixstream.schemas import TestRun
 
 log = logging.getLogger(__name__)
-MB = 1024 * 1024
-MAX_REPORT = 64 * MB
 SandboxMode = Literal["bwrap", "unsafe", "container"]
 STRONG = "bwrap+cgroup"
 """A run in bubblewrap, as another uid, with its own pids and memory cgroup."""
@@ -187,40 +185,6 @@ def sandbox_env(env: Environment | None) -> dict[str, str]:
     }
 
 
-class _Output:
-    """Head and tail of a stream, at most ``limit`` bytes kept."""
-
-    def __init__(self, limit: int) -> None:
-        self.head = bytearray()
-        self.tail: deque[bytes] = deque()
-        self.tail_size = 0
-        self.dropped = 0
-        self.half = limit // 2
-
-    def add(self, data: bytes) -> None:
-        room = self.half - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        self.tail.append(data)
-        self.tail_size += len(data)
-        while self.tail_size > self.half:
-            excess = self.tail_size - self.half
-            first = self.tail[0]
-            if len(first) <= excess:
-                self.tail.popleft()
-                cut = len(first)
-            else:
-                self.tail[0] = first[excess:]
-                cut = excess
-            self.tail_size -= cut
-            self.dropped += cut
-
-    def text(self) -> str:
-        middle = f"\n[... {self.dropped} bytes of output cut ...]\n" if self.dropped else ""
-        return (bytes(self.head) + middle.encode() + b"".join(self.tail)).decode(errors="replace")
-
-
 class _Collect(asyncio.Protocol):
     """Bytes from a pipe, up to ``limit`` (then nothing: an oversized report is dropped)."""
 
@@ -248,7 +212,7 @@ class _RunProtocol(asyncio.SubprocessProtocol):
     """The run's output into ``output``, and its end: ``Process.wait()`` would also wait
     until the output pipe closes."""
 
-    def __init__(self, output: _Output) -> None:
+    def __init__(self, output: Output) -> None:
         self.output = output
         loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[None] = loop.create_future()
@@ -264,28 +228,6 @@ class _RunProtocol(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         if not self.exited.done():
             self.exited.set_result(None)
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_mb: int = 2048
-    cpu_s: int = 120
-    processes: int = 256
-    file_mb: int = 64
-    disk_mb: int = 512
-    """Each of ``/testbed``, ``/tmp`` and ``/dev/shm``; all of them count against memory."""
-    cpus: float = 1.0
-    """The run's CPU share (cgroup), in cores."""
-
-
-@dataclass(frozen=True)
-class Finished:
-    returncode: int | None
-    timed_out: bool
-    output: str
-    report: bytes | None
-    seconds: float
-    isolation: str
 
 
 def _unsafe_argv(layout: Layout, env_vars: dict[str, str], env_dir: Path | None) -> list[str]:
@@ -342,7 +284,7 @@ async def sandboxed(
         processes=limits.processes, file_mb=limits.file_mb, drop=iso.mode != "unsafe",
         nproc="pids" not in iso.controllers,
     )  # fmt: skip
-    output = _Output(max_output_bytes)
+    output = Output(max_output_bytes)
     loop = asyncio.get_running_loop()
     collect: _Collect | None = None
     started = time.perf_counter()
