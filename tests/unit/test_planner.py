@@ -1,5 +1,6 @@
 """The talk's own table, reproduced by the planner."""
 
+import orjson
 import pytest
 
 from fixstream.planner import Profile, plan
@@ -53,3 +54,44 @@ def test_plan_command_prints_the_talks_table_and_estimates_a_real_bug(tmp_path, 
     real = runner.invoke(cli, ["plan", "--bug", str(report), "--parallel", "4"])
     assert real.exit_code == 0, real.output
     assert "chunk calls" in real.output and "cost $" in real.output
+
+
+def test_plan_says_whether_the_bugs_environment_is_ready_or_what_a_build_costs(
+    tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from fixstream.cli import cli
+    from fixstream.config import REPO_ROOT
+    from fixstream.sandbox.environments import Environments
+
+    monkeypatch.setenv("FIXSTREAM_DATA_DIR", str(tmp_path))
+    report = REPO_ROOT / "examples" / "long_log" / "report.json"
+    runner = CliRunner()
+    cold = runner.invoke(cli, ["plan", "--bug", str(report)], terminal_width=200)
+    assert cold.exit_code == 0, cold.output
+    assert "to build first (no dependency files); no build measured yet" in _flat(cold.output)
+
+    envs = Environments(tmp_path / "envs")
+    other = tmp_path / "envs" / "elsewhere"  # an environment of another repository, measured
+    other.mkdir(parents=True)
+    (other / "meta.json").write_bytes(orjson.dumps({"seconds": 2.5, "interpreter": "/usr"}))
+    assert envs.build_seconds() == [2.5]
+    measured = runner.invoke(cli, ["plan", "--bug", str(report)], terminal_width=200)
+    assert "the 1 builds in the store took 2.5 s (median)" in _flat(measured.output)
+
+    key = envs.plan(
+        REPO_ROOT / "examples" / "long_log" / "repo", None, ["python", "-m", "pytest", "-q"]
+    ).key
+    (tmp_path / "envs" / key).mkdir()
+    (tmp_path / "envs" / key / "meta.json").write_bytes(
+        orjson.dumps({"seconds": 1.0, "interpreter": "/usr"})
+    )
+    assert envs.ready(key)
+    ready = runner.invoke(cli, ["plan", "--bug", str(report)], terminal_width=200)
+    assert f"environment {key}: ready (a lookup, no build)" in _flat(ready.output)
+
+
+def _flat(text: str) -> str:
+    """The console wraps at its width: words, one space apart."""
+    return " ".join(text.split())
