@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,10 @@ class StageKnobs:
     async def environment(self, repo_dir: Path, repo: RepoRef) -> Environment:
         """The repository's environment, built when this version has none yet (a visible
         step: a progress event says which)."""
+        p = await asyncio.to_thread(self.envs.plan, repo_dir, repo.environment, repo.test_command)
+        if not self.envs.ready(p.key):
+            files = ", ".join(p.files) or "no dependency files"
+            await telemetry.report_progress(f"environment {p.key}: building ({files})")
         env, built = await self.envs.ensure(repo_dir, repo.environment, repo.test_command)
         if built:
             await telemetry.report_progress(f"environment {env.key} built")

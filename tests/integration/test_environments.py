@@ -390,21 +390,11 @@ async def test_a_project_is_installed_editable_from_the_workspace_under_test(tmp
     assert len(run.passed) == 2
 
 
-POETRY_LOCK = """\
-[[package]]
-name = "iniconfig"
-version = "2.3.0"
-description = ""
-optional = false
-python-versions = ">=3.8"
-
-[[package]]
-name = "pluggy"
-version = "1.6.0"
-description = ""
-optional = false
-python-versions = ">=3.9"
-"""
+POETRY_LOCK = "".join(
+    f'[[package]]\nname = "{name}"\nversion = "{importlib.metadata.version(name)}"\noptional = false\n\n'
+    for name in ("iniconfig", "pluggy")
+)
+"""Pinned to the versions installed here: the wheelhouse is made of them."""
 
 
 async def test_a_locked_project_gets_its_pins_and_a_working_runner(tmp_path, wheelhouse):
@@ -581,8 +571,9 @@ def test_repositories_needing_packages_the_worker_lacks_or_conflicts_with_are_fi
         assert any(t.startswith(repro) for t in run.passed), run.passed
         built = [s for s in statuses if s.bug_id == fix.bug_id and s.state == "progress"]
         assert [(s.stage, s.message.split()[0], s.message.split()[-1]) for s in built] == [
-            ("reproduce", "environment", "built")
-        ], "built once, in reproduce; validate reused it"
+            ("reproduce", "environment", "(requirements.txt)"),
+            ("reproduce", "environment", "built"),
+        ], "said before it began, built once, in reproduce; validate reused it"
 
 
 def test_a_repository_whose_requirements_cannot_be_installed_fails_with_the_reason(
