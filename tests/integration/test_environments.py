@@ -391,8 +391,8 @@ async def test_a_project_is_installed_editable_from_the_workspace_under_test(tmp
 
 
 POETRY_LOCK = "".join(
-    f'[[package]]\nname = "{name}"\nversion = "{importlib.metadata.version(name)}"\noptional = false\n\n'
-    for name in ("iniconfig", "pluggy")
+    f'[[package]]\nname = "{name}"\nversion = "{pinned}"\noptional = false\n\n'
+    for name, pinned in ((n, importlib.metadata.version(n)) for n in ("iniconfig", "pluggy"))
 )
 """Pinned to the versions installed here: the wheelhouse is made of them."""
 
