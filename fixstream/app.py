@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from fixstream.artifacts import ArtifactStore
 from fixstream.cache import Cache
 from fixstream.codec import register_codecs
 from fixstream.config import Settings
+from fixstream.faust_hooks import fetch_wait, rewind_uncommitted
 from fixstream.llm import Gateway
 from fixstream.llm.build import build_gateway, cache_for
 from fixstream.sandbox.environments import Environments
@@ -47,21 +45,6 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     if settings.security_protocol == "SSL":
         return faust.SSLCredentials(options["ssl_context"])
     return None
-
-
-def fetch_wait(ms: int) -> None:
-    """Faust builds its consumer with ``fetch_max_wait_ms=1500``, fixed; this process's
-    Faust consumers use ``ms`` instead (see ``broker.EMBEDDED_FETCH_MAX_WAIT_MS``)."""
-    original = getattr(AIOKafkaConsumerThread._create_worker_consumer, "__wrapped__", None)
-    create = original or AIOKafkaConsumerThread._create_worker_consumer
-
-    @functools.wraps(create)
-    def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = ms  # read when the consumer starts its fetcher
-        return consumer
-
-    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
 def observe(app: faust.App, telemetry: Telemetry) -> None:
@@ -103,6 +86,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     llm = llm or build_gateway(settings, cache)
     register_codecs(settings.max_message_bytes)
     fetch_wait(settings.fetch_max_wait_ms)
+    rewind_uncommitted()
     catalog = load_catalog(settings.topics_file, settings.partitions)
     partitions = catalog["bugs.reported"].partitions
     app = faust.App(
