@@ -133,14 +133,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     )
     knobs = StageKnobs(
         workspaces=settings.workspace_dir or default_root(),
-        envs=Environments(
-            settings.environments_dir,
-            timeout_s=settings.env_build_timeout_s,
-            disk_mb=settings.env_disk_mb,
-            find_links=tuple(settings.env_find_links),
-            offline=settings.env_offline,
-            mode=settings.sandbox,
-        ),
+        envs=Environments.of(settings),
         test_timeout_s=settings.test_timeout_s,
         test_memory_mb=settings.test_memory_mb,
         test_disk_mb=settings.test_disk_mb,

@@ -441,8 +441,7 @@ def _environment_cost(bug: AnalyzedBug, settings: Settings) -> str:
     builds already in the store, measured)."""
     from fixstream.sandbox.environments import Environments
 
-    envs = Environments(settings.environments_dir, find_links=tuple(settings.env_find_links),
-                        offline=settings.env_offline, mode=settings.sandbox)  # fmt: skip
+    envs = Environments.of(settings)
     repo = bug.report.repo
     p = envs.plan(Path(bug.repo_dir), repo.environment, repo.test_command)
     if envs.ready(p.key):

@@ -36,6 +36,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -46,6 +47,9 @@ from fixstream.sandbox.bwrap import ENV, TESTBED, Bind, Layout
 from fixstream.sandbox.runner import Environment, Limits, SandboxMode, chown_tree, sandboxed
 from fixstream.sandbox.workspace import make_workspace
 from fixstream.schemas import EnvironmentSpec
+
+if TYPE_CHECKING:
+    from fixstream.config import Settings
 
 log = logging.getLogger(__name__)
 BUILDER = "2"
@@ -119,10 +123,10 @@ def _toml(path: Path) -> dict:
         return {}
 
 
-def _extras(repo: Path, spec: EnvironmentSpec) -> list[str]:
+def _extras(repo: Path, pyproject: dict, spec: EnvironmentSpec) -> list[str]:
     """The test extras the project declares, and the spec's."""
     declared: set[str] = set()
-    project = _toml(repo / "pyproject.toml").get("project", {})
+    project = pyproject.get("project", {})
     declared |= set(project.get("optional-dependencies", {}) or {})
     if (repo / "setup.cfg").is_file():
         import configparser
@@ -175,10 +179,9 @@ def plan(
     if not lock:
         for name in sorted(n for n in names if n.endswith(".txt")):
             args += ["-r", f"{TESTBED}/{name}"]
-    has_project = "setup.py" in names or (
-        "pyproject.toml" in names and "build-system" in _toml(repo / "pyproject.toml")
-    )
-    extras = _extras(repo, spec)
+    pyproject = _toml(repo / "pyproject.toml") if "pyproject.toml" in names else {}
+    has_project = "setup.py" in names or "build-system" in pyproject
+    extras = _extras(repo, pyproject, spec)
     project: tuple[str, ...] = ()
     if has_project:
         project = ("-e", f"{TESTBED}[{','.join(extras)}]" if extras else TESTBED)
@@ -187,7 +190,7 @@ def plan(
             project = ()
     elif extras and "pyproject.toml" in names and not lock:  # dependencies without a build
         args += ["-r", f"{TESTBED}/pyproject.toml", *(f"--extra={e}" for e in extras)]
-    elif "pyproject.toml" in names and not lock and _toml(repo / "pyproject.toml").get("project"):
+    elif "pyproject.toml" in names and not lock and pyproject.get("project"):
         args += ["-r", f"{TESTBED}/pyproject.toml"]
     args += [*runners, *spec.packages]
     if args:  # an install of nothing but index options is an error to uv
@@ -209,23 +212,20 @@ def build_script(p: Plan, env: str = ENV, testbed: str = TESTBED, uv: str = "uv"
 
     lines = ["set -e", q([uv, "venv", "--quiet", "--python", p.python, env])]
     install = [uv, "pip", "install", "--quiet", "--python", f"{env}/bin/python"]
+    index = _index_options(p.offline, p.find_links)
     if p.lock == "uv.lock":
         export = [uv, "export", "--quiet", "--frozen", "--no-hashes", "--all-extras",
                   "--no-emit-project", "--project", TESTBED, "-o", "/tmp/lock.txt"]  # fmt: skip
-        lines += [q(export), q([*install, "-r", "/tmp/lock.txt", *_index_args(p)])]
+        lines += [q(export), q([*install, "-r", "/tmp/lock.txt", *index])]
     elif p.lock == "poetry.lock" and p.lock_pins:
-        lines += [q([*install, *p.lock_pins, *_index_args(p)])]
+        lines += [q([*install, *p.lock_pins, *index])]
     if p.project:
-        lines.append(q([*install, "--no-deps", *p.project, *_index_args(p)]))
+        lines.append(q([*install, "--no-deps", *p.project, *index]))
     if p.requirements:
         lines.append(q([*install, *p.requirements]))
     for command in p.commands:
         lines.append(q(list(command)))
     return "\n".join(lines)
-
-
-def _index_args(p: Plan) -> list[str]:
-    return _index_options(p.offline, p.find_links)
 
 
 def _index_options(offline: bool, find_links: tuple[str, ...]) -> list[str]:
@@ -299,6 +299,15 @@ class Environments:
     _inflight: dict[str, asyncio.Task[tuple[Environment, bool]]] = field(default_factory=dict)
     _serial: itertools.count = field(default_factory=itertools.count)
 
+    @classmethod
+    def of(cls, settings: Settings) -> Environments:
+        """The machine's store as the settings describe it (workers, ``fixstream plan``)."""
+        return cls(
+            settings.environments_dir, timeout_s=settings.env_build_timeout_s,
+            disk_mb=settings.env_disk_mb, find_links=tuple(settings.env_find_links),
+            offline=settings.env_offline, mode=settings.sandbox,
+        )  # fmt: skip
+
     def plan(self, repo: Path, spec: EnvironmentSpec | None, command: list[str]) -> Plan:
         return plan(repo, spec, command, find_links=self.find_links, offline=self.offline,
                     mode=self.mode)  # fmt: skip
@@ -306,17 +315,23 @@ class Environments:
     async def ensure(
         self, repo: Path, spec: EnvironmentSpec | None, command: list[str]
     ) -> tuple[Environment, bool]:
-        """The environment for this repository version, and whether it was built now."""
+        """The environment for this repository version, and whether it was built now. A
+        build is a visible step: a progress event (inside a stage) before and after it."""
         p = await asyncio.to_thread(self.plan, repo, spec, command)
         found = await asyncio.to_thread(self._lookup, p.key)
         if found is not None:
             return found, False
+        files = ", ".join(p.files) or "no dependency files"
+        await telemetry.report_progress(f"environment {p.key}: building ({files})")
         task = self._inflight.get(p.key)
         if task is None:
             task = asyncio.ensure_future(self._build_locked(repo, p))
             self._inflight[p.key] = task
             task.add_done_callback(lambda _t, key=p.key: self._inflight.pop(key, None))
-        return await asyncio.shield(task)
+        env, built = await asyncio.shield(task)
+        if built:
+            await telemetry.report_progress(f"environment {env.key} built")
+        return env, built
 
     def ready(self, key: str) -> bool:
         return (self.root / key / "meta.json").is_file()

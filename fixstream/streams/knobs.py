@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from fixstream import telemetry
 from fixstream.cache import Cache
 from fixstream.sandbox.environments import Environments
 from fixstream.sandbox.runner import Environment, SandboxMode
@@ -31,13 +29,6 @@ class StageKnobs:
     """Test runs and searches already done on the same content (None: always redo)."""
 
     async def environment(self, repo_dir: Path, repo: RepoRef) -> Environment:
-        """The repository's environment, built when this version has none yet (a visible
-        step: a progress event says which)."""
-        p = await asyncio.to_thread(self.envs.plan, repo_dir, repo.environment, repo.test_command)
-        if not self.envs.ready(p.key):
-            files = ", ".join(p.files) or "no dependency files"
-            await telemetry.report_progress(f"environment {p.key}: building ({files})")
-        env, built = await self.envs.ensure(repo_dir, repo.environment, repo.test_command)
-        if built:
-            await telemetry.report_progress(f"environment {env.key} built")
+        """The repository's environment, built when this version has none yet."""
+        env, _ = await self.envs.ensure(repo_dir, repo.environment, repo.test_command)
         return env
