@@ -8,7 +8,6 @@ each one against the installed source.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +16,6 @@ import faust
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-log = logging.getLogger(__name__)
 PINNED = {"faust": "0.15.3", "aiokafka": ("0.11", "0.12", "0.13", "0.14")}
 
 

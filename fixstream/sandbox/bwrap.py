@@ -27,7 +27,6 @@ import ctypes
 import functools
 import os
 import resource
-import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -259,15 +258,9 @@ def command_line(layout: Layout, bwrap: Path) -> tuple[list[str], tuple[tuple[st
     return [exe, *args, *command], tuple(src.staged)
 
 
-def describe(argv: Sequence[str]) -> str:
-    return shlex.join(argv)
-
-
-def interpreter_prefixes(python: str | None = None) -> tuple[str, ...]:
-    """The prefixes an interpreter loads from: this worker's, or an environment's base."""
-    if python is None:
-        return tuple(dict.fromkeys(os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)))
-    return (os.path.realpath(python),)
+def interpreter_prefixes() -> tuple[str, ...]:
+    """The prefixes this worker's interpreter loads from (its venv and its base)."""
+    return tuple(dict.fromkeys(os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)))
 
 
 __all__ = [
