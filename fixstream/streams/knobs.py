@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fixstream.cache import Cache
 from fixstream.sandbox.environments import Environments
-from fixstream.sandbox.runner import Environment, SandboxMode
-from fixstream.schemas import RepoRef
+from fixstream.sandbox.runner import Environment, SandboxMode, run_tests
+from fixstream.sandbox.workspace import Workspace
+from fixstream.schemas import RepoRef, TestRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +34,12 @@ class StageKnobs:
         """The repository's environment, built when this version has none yet."""
         env, _ = await self.envs.ensure(repo_dir, repo.environment, repo.test_command)
         return env
+
+    async def run_tests(
+        self, ws: Workspace, command: list[str], env: Environment, tags: Sequence[str]
+    ) -> TestRun:
+        """A test run under these knobs' limits, sandbox and cache (reproduce, validate)."""
+        return await run_tests(
+            ws, command, env=env, timeout_s=self.test_timeout_s, memory_mb=self.test_memory_mb,
+            disk_mb=self.test_disk_mb, mode=self.sandbox, cache=self.cache, tags=tags,
+        )  # fmt: skip

@@ -18,7 +18,7 @@ from fixstream.chunktext import chunk_text, header
 from fixstream.errors import EditRejectedError, LLMError
 from fixstream.llm import Gateway
 from fixstream.llm.accounting import Totals
-from fixstream.sandbox import Environment, make_workspace, run_tests
+from fixstream.sandbox import Environment, make_workspace
 from fixstream.sandbox.edits import apply_edits
 from fixstream.schemas import AnalyzedBug, Edit, ReproducedBug, Reproduction, TestRun
 from fixstream.streams.knobs import StageKnobs
@@ -87,17 +87,8 @@ async def _try(
         await asyncio.to_thread(
             apply_edits, ws, [Edit(path=test.path, search="", replace=test.code)]
         )
-        return await run_tests(
-            ws,
-            [*bug.report.repo.test_command, test.path],
-            env=env,
-            timeout_s=knobs.test_timeout_s,
-            memory_mb=knobs.test_memory_mb,
-            disk_mb=knobs.test_disk_mb,
-            mode=knobs.sandbox,
-            cache=knobs.cache,
-            tags=tags_of(bug.bug_id, bug.scope),
-        )
+        command = [*bug.report.repo.test_command, test.path]
+        return await knobs.run_tests(ws, command, env, tags_of(bug.bug_id, bug.scope))
     finally:
         await ws.remove()
 

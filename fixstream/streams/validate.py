@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fixstream.cache import tags_of
 from fixstream.errors import EditRejectedError
-from fixstream.sandbox import Environment, make_workspace, run_tests
+from fixstream.sandbox import Environment, make_workspace
 from fixstream.sandbox.edits import apply_edits, unified_diff
 from fixstream.schemas import (
     CandidatePatch,
@@ -61,16 +61,8 @@ async def check(
         if repro.reproduced and repro.test_path and repro.test_code:
             test = Edit(path=repro.test_path, search="", replace=repro.test_code)
             await asyncio.to_thread(apply_edits, ws, [test])
-        run = await run_tests(
-            ws,
-            analyzed.report.repo.test_command,
-            env=env,
-            timeout_s=knobs.test_timeout_s,
-            memory_mb=knobs.test_memory_mb,
-            disk_mb=knobs.test_disk_mb,
-            mode=knobs.sandbox,
-            cache=knobs.cache,
-            tags=tags_of(bug.bug_id, analyzed.scope),
+        run = await knobs.run_tests(
+            ws, analyzed.report.repo.test_command, env, tags_of(bug.bug_id, analyzed.scope)
         )
     finally:
         await ws.remove()
