@@ -9,7 +9,7 @@ import importlib.metadata
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -27,7 +27,7 @@ from fixstream.sandbox.edits import apply_edits
 from fixstream.sandbox.environments import Environments
 from fixstream.sandbox.workspace import default_root
 from fixstream.scenarios import NOT_IMPLICATED, example_rules, scenario_text
-from fixstream.schemas import BugReport, Edit, FixEvent, StatusEvent
+from fixstream.schemas import BugReport, Edit, FixEvent, StatusEvent, TestRun
 from fixstream.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,16 @@ def _envs(root: Path, *links: Path, **kwargs) -> Environments:
 def _site_packages(env_path: Path) -> Path:
     (found,) = env_path.glob("lib/python3*/site-packages")
     return found
+
+
+async def _run_on_copy(repo: Path, name: str, env, edits: Sequence[Edit] = ()) -> TestRun:
+    """The suite on a fresh workspace copy of ``repo`` with ``edits``, in ``env``."""
+    ws = await make_workspace(repo, default_root(), name)
+    try:
+        await asyncio.to_thread(apply_edits, ws, list(edits))
+        return await run_tests(ws, PYTEST, env=env)
+    finally:
+        await ws.remove()
 
 
 def _stored(root: Path) -> set[str]:
@@ -381,11 +391,7 @@ async def test_a_project_is_installed_editable_from_the_workspace_under_test(tmp
     (repo / "shop" / "__init__.py").write_text("MARK = 'mine'\n")  # a candidate's change
     again, built = await envs.ensure(repo, None, PYTEST)
     assert again == env and not built, "source changes need no new environment"
-    ws = await make_workspace(repo, default_root(), "editable")
-    try:
-        run = await run_tests(ws, PYTEST, env=env)
-    finally:
-        await ws.remove()
+    run = await _run_on_copy(repo, "editable", env)
     assert run.exit_code == 0, run.output
     assert len(run.passed) == 2
 
@@ -412,11 +418,7 @@ async def test_a_locked_project_gets_its_pins_and_a_working_runner(tmp_path, whe
     )
     envs = _envs(tmp_path / "envs", wheelhouse)
     env, _ = await envs.ensure(repo, None, PYTEST)
-    ws = await make_workspace(repo, default_root(), "locked")
-    try:
-        run = await run_tests(ws, PYTEST, env=env)
-    finally:
-        await ws.remove()
+    run = await _run_on_copy(repo, "locked", env)
     assert run.exit_code == 0, run.output
     assert len(run.passed) == 2
 
@@ -458,12 +460,7 @@ async def test_a_test_repository_is_a_real_bug_only_its_environment_can_run(
     env, _ = await envs.ensure(folder / "repo", None, PYTEST)
 
     async def run(name: str, edits: list[Edit], env=env):
-        ws = await make_workspace(folder / "repo", default_root(), name)
-        try:
-            await asyncio.to_thread(apply_edits, ws, edits)
-            return await run_tests(ws, PYTEST, env=env)
-        finally:
-            await ws.remove()
+        return await _run_on_copy(folder / "repo", name, env, edits)
 
     add_test = Edit(path=repro["path"], search="", replace=repro["code"])
     fixed = [Edit(**e) for e in fix["edits"]]
