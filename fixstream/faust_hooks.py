@@ -1,5 +1,25 @@
 """Every place fixstream reaches into Faust's or aiokafka's private code, in one module.
 
+Faust stays for what it does well (agents, co-partitioned tables, rebalancing, the web
+page); what it gets wrong about offsets is corrected here, not worked around in the stages.
+Instrumented soaks found faust-streaming 0.15.3 losing records in three ways, each fixed by
+one hook below (``install`` applies them all):
+
+- ``Consumer.getmany`` throws away records aiokafka already handed over (the position has
+  moved past them) when their partition is paused for recovery, or when a rebalance starts
+  mid-batch. ``rewind_undelivered``: whatever was fetched and not yielded is sought back to.
+- aiokafka's ``seek_to_committed`` skips partitions with nothing (or 0) committed, so the
+  rewind after a rebalance missed them. ``seek_every_partition_to_committed``.
+- ``Consumer._new_offset`` commits past a hole at the head when nothing (or 0) is committed,
+  and past a one-record hole otherwise. ``commit_contiguous``: per partition, only the highest
+  offset contiguous from the committed one is committed; a hole no stream is working on is
+  sought back to. Offsets the log does not have (compaction, transaction markers, retention)
+  are told from lost ones by the fetch sequence, which after these hooks has no holes.
+
+And one that bounds a wait: Faust blocks a rebalance until every message in flight is acked,
+which a 120 s validate turns into minutes. ``bounded_rebalance_wait``: in-flight work on
+revoked partitions is never acked (``streams.inflight``), so the next owner redoes it.
+
 Each hook is written against the pinned versions (``PINNED``) and refuses to install on any
 other, so an upgrade is a decision, not a surprise; ``tests/unit/test_faust_hooks.py`` holds
 each one against the installed source.
@@ -7,16 +27,23 @@ each one against the installed source.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Mapping
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiokafka
 import faust
 from aiokafka.structs import TopicPartition
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+log = logging.getLogger(__name__)
+
 PINNED = {"faust": "0.15.3", "aiokafka": ("0.11", "0.12", "0.13", "0.14")}
+HOOKED = "__fixstream__"
 
 
 def check_versions() -> None:
@@ -28,6 +55,26 @@ def check_versions() -> None:
             f"aiokafka {'/'.join(PINNED['aiokafka'])}.x, not {faust.__version__} and "
             f"{aiokafka.__version__}: check fixstream/faust_hooks.py against the new source"
         )
+
+
+def _hook(owner: type, name: str, make: Any) -> None:
+    """Replace ``owner.name`` with ``make(original)``, once: installing twice is a no-op."""
+    current = getattr(owner, name)
+    if getattr(current, HOOKED, False):
+        return
+    hooked = functools.wraps(current)(make(current))
+    setattr(hooked, HOOKED, True)
+    setattr(owner, name, hooked)
+
+
+def install(*, fetch_wait_ms: int, rebalance_wait_s: float) -> None:
+    """Every hook, for this process's Faust consumers."""
+    check_versions()
+    fetch_wait(fetch_wait_ms)
+    rewind_uncommitted()
+    rewind_undelivered()
+    commit_contiguous()
+    bounded_rebalance_wait(rebalance_wait_s)
 
 
 def fetch_wait(ms: int) -> None:
@@ -46,31 +93,262 @@ def fetch_wait(ms: int) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
-async def seek_every_partition_to_committed(consumer: Any) -> Mapping[TopicPartition, int | None]:
+async def seek_every_partition_to_committed(consumer: Any) -> Mapping[TopicPartition, int]:
     """aiokafka's ``seek_to_committed`` seeks only partitions whose committed offset is above
     0. Faust calls it after a rebalance to rewind what it fetched but threw away while the
-    partition was paused for recovery (``Consumer.getmany`` drops records of inactive
-    partitions). A partition with nothing committed (None) or 0 committed was then never
-    rewound, and its first records were lost: a bug submitted just before a worker died was
-    never picked up by the survivor. Here those go back to their start too."""
+    partition was paused for recovery. A partition with nothing committed (None) or 0
+    committed was then never rewound, and its first records were lost: a bug submitted just
+    before a worker died was never picked up by the survivor. Here those go back to their
+    start too, and the start is returned as the partition's head: the offset from which
+    ``commit_contiguous`` counts (the log may not begin at 0)."""
     committed = await consumer.seek_to_committed()
     for tp, offset in committed.items():
         if offset == 0:
             consumer.seek(tp, 0)
     unset = [tp for tp, offset in committed.items() if offset is None]
-    if unset:  # nothing committed: from the start, as auto_offset_reset=earliest says
-        await consumer.seek_to_beginning(*unset)
-    return committed
+    if not unset:
+        return committed
+    # nothing committed: from the start, as auto_offset_reset=earliest says
+    await consumer.seek_to_beginning(*unset)
+    starts = await consumer.beginning_offsets(unset)
+    return {**committed, **{tp: starts[tp] for tp in unset}}
 
 
 def rewind_uncommitted() -> None:
     """Faust's rewind after a rebalance covers every assigned partition (see above)."""
     check_versions()
-    if getattr(AIOKafkaConsumerThread.seek_to_committed, "__fixstream__", False):
+
+    def make(_: Any) -> Any:
+        async def seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TopicPartition, Any]:
+            return await self.call_thread(
+                seek_every_partition_to_committed, self._ensure_consumer()
+            )
+
+        return seek_to_committed
+
+    _hook(AIOKafkaConsumerThread, "seek_to_committed", make)
+
+
+@dataclass
+class Ledger:
+    """What fixstream knows about a Faust consumer's partitions, beyond what Faust keeps."""
+
+    next: dict[Any, int] = field(default_factory=dict)
+    """Per partition, the offset the fetch sequence is at: the next record yielded must be
+    this one, or the log does not have the ones in between."""
+    batch: Mapping[Any, list[Any]] | None = None
+    """The records of the batch ``getmany`` is yielding (the position is already past them)."""
+    pending: dict[Any, set[int]] = field(default_factory=dict)
+    """Per partition, the offsets yielded to the agents and not yet acked: queued in an
+    agent's buffer or in flight. A record that is neither acked nor here never reached them."""
+    holes: dict[Any, int] = field(default_factory=dict)
+    """A partition whose commit is held at its head by a hole, and since how many commits."""
+    rewinds: int = 0
+
+
+def ledger(consumer: Any) -> Ledger:
+    found = consumer.__dict__.get("_fixstream")
+    if found is None:
+        found = consumer.__dict__["_fixstream"] = Ledger()
+    return found
+
+
+async def _rewind(consumer: Consumer, tp: Any, offset: int, why: str) -> None:
+    """Seek ``tp`` back to ``offset`` unless it is no longer ours or already before it."""
+    try:
+        if tp not in consumer.assignment():
+            return  # its next owner starts from the committed offset
+        position = await consumer.position(tp)
+        if position is not None and position <= offset:
+            return  # a rewind after a rebalance got there first
+        await consumer.seek(tp, offset)
+    except Exception as exc:  # revoked meanwhile, broker gone: the hole check comes back
+        log.warning("could not rewind %s to %d (%s): %r", tp, offset, why, exc)
         return
+    ledger(consumer).rewinds += 1
+    log.warning("rewound %s to %d: %s", tp, offset, why)
 
-    async def seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TopicPartition, Any]:
-        return await self.call_thread(seek_every_partition_to_committed, self._ensure_consumer())
 
-    seek_to_committed.__fixstream__ = True  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+def rewind_undelivered() -> None:
+    """``Consumer.getmany`` never drops a record without a rewind to it.
+
+    Faust's getmany skips records of partitions not in its active set (paused for recovery)
+    and stops mid-batch when the flow stops or the generation changes. aiokafka's position is
+    already past every record it returned, so each record not yielded is sought back to.
+    While at it, the yielded sequence tells which offsets the log does not have: a record
+    yielded past ``Ledger.next`` means the offsets in between are absent (compacted away,
+    transaction markers, deleted by retention), and they go to Faust's gap tree, which its
+    commit treats as done."""
+    check_versions()
+
+    def make_wait(original: Any) -> Any:
+        async def _wait_next_records(self: Consumer, timeout: float) -> Any:
+            records, active = await original(self, timeout)
+            ledger(self).batch = records
+            return records, active
+
+        return _wait_next_records
+
+    def make_getmany(original: Any) -> Any:
+        async def getmany(self: Consumer, timeout: float) -> AsyncIterator[Any]:
+            book = ledger(self)
+            book.batch = None
+            yielded: dict[Any, int] = {}
+            try:
+                async for tp, message in original(self, timeout):
+                    offset = message.offset
+                    if self.app.topics.acks_enabled_for(message.topic):
+                        _yielded(self, book, tp, offset)
+                    yielded[tp] = offset
+                    yield tp, message
+            finally:
+                batch, book.batch = book.batch, None
+                if batch and not self.should_stop:
+                    for tp, records in batch.items():
+                        left = [r.offset for r in records if r.offset > yielded.get(tp, -1)]
+                        if left:
+                            await _rewind(self, tp, left[0], f"{len(left)} fetched, not yielded")
+
+        return getmany
+
+    _hook(Consumer, "_wait_next_records", make_wait)
+    _hook(Consumer, "getmany", make_getmany)
+
+    def make_seek(original: Any) -> Any:
+        async def seek(self: Consumer, partition: Any, offset: int) -> None:
+            await original(self, partition, offset)
+            ledger(self).next[partition] = offset
+
+        return seek
+
+    def make_perform_seek(original: Any) -> Any:
+        async def perform_seek(self: Consumer) -> None:
+            await original(self)
+            book = ledger(self)
+            book.holes.clear()
+            book.pending.clear()  # everything not acked is delivered again
+            for tp in self.assignment():
+                offset = self._read_offset[tp]
+                book.next[tp] = offset if offset is not None else 0
+
+        return perform_seek
+
+    def make_ack(original: Any) -> Any:
+        def ack(self: Consumer, message: Any) -> bool:
+            ledger(self).pending.get(message.tp, set()).discard(message.offset)
+            return original(self, message)
+
+        return ack
+
+    _hook(Consumer, "seek", make_seek)
+    _hook(Consumer, "perform_seek", make_perform_seek)
+    _hook(Consumer, "ack", make_ack)
+
+
+def _yielded(consumer: Consumer, book: Ledger, tp: Any, offset: int) -> None:
+    """A record on its way to the agents; one past ``Ledger.next`` proves the offsets in
+    between absent from the log, and Faust's gap tree makes its commit count them as done.
+    (Faust's own ``_add_gap`` starts one past the committed offset, so an absent head, e.g.
+    the marker a transaction leaves, would hold the commit forever.)"""
+    expected = book.next.get(tp)
+    if expected is not None and offset > expected:
+        start = max(expected, head_of(consumer, tp))
+        if start < offset:
+            gaps = consumer._gap[tp]
+            gaps.addi(start, offset)
+            gaps.merge_overlaps()
+    book.next[tp] = max(offset + 1, expected or 0)
+    book.pending.setdefault(tp, set()).add(offset)
+
+
+HOLE_COMMITS = 2
+"""A hole is sought back to once it has held the commit this many times in a row (one
+commit could race the rewind that is already filling it)."""
+
+
+def head_of(consumer: Consumer, tp: Any) -> int:
+    """The lowest offset of ``tp`` not yet processed: the committed offset, or the log's start
+    (``seek_every_partition_to_committed`` records it; Faust stores 0 as None)."""
+    return consumer._committed_offset[tp] or 0
+
+
+def commit_contiguous() -> None:
+    """Commit only the highest offset contiguous from the partition's head.
+
+    Faust's ``_new_offset`` checks the head only when something above 0 is committed, and
+    then lets a one-record hole through: ``(committed=None, acked=[4]) -> 5`` lost 0-3. Here
+    the lowest acked offset (or known-absent one) must be the head itself, else nothing is
+    committed. A hole is a record no stream holds: fixstream's agents ack in offset order
+    (``streams.inflight``), so an acked offset above an unacked head means the head never
+    reached the agent. It is sought back to, and what was acked after it is done again
+    (idempotent stages, cached answers)."""
+    check_versions()
+
+    def make_new_offset(original: Any) -> Any:
+        def _new_offset(self: Consumer, tp: Any) -> int | None:
+            acked = self._acked[tp]
+            if not acked:
+                return None
+            head = head_of(self, tp)
+            absent = [iv.begin for iv in self._gap[tp] if iv.end > head]
+            lowest = min([max(b, head) for b in absent] + [min(acked)])
+            book = ledger(self)
+            if lowest > head:
+                pending = book.pending.get(tp, set())
+                pending.difference_update([o for o in pending if o < head])  # stale repeats
+                if any(o < lowest for o in pending):
+                    book.holes.pop(tp, None)  # the head is on its way
+                else:
+                    book.holes[tp] = book.holes.get(tp, 0) + 1
+                return None
+            book.holes.pop(tp, None)
+            return original(self, tp)
+
+        return _new_offset
+
+    def make_force_commit(original: Any) -> Any:
+        async def force_commit(self: Consumer, *args: Any, **kwargs: Any) -> bool:
+            committed = await original(self, *args, **kwargs)
+            book = ledger(self)
+            for tp, times in list(book.holes.items()):
+                if times >= HOLE_COMMITS:
+                    book.holes.pop(tp, None)
+                    head = head_of(self, tp)
+                    acked = min(self._acked[tp], default=head)
+                    await _rewind(self, tp, head, f"nothing holds {head}, acked from {acked}")
+            return committed
+
+        return force_commit
+
+    _hook(Consumer, "_new_offset", make_new_offset)
+    _hook(Consumer, "force_commit", make_force_commit)
+
+
+def bounded_rebalance_wait(seconds: float) -> None:
+    """Faust's ``wait_empty`` holds a rebalance until every message in flight is acked, with
+    no bound (17.7 s seen; a validate may take 120 s), and cannot be cancelled from outside
+    (its ack wait swallows the cancellation). This one is Faust's loop with a deadline: it
+    commits what is done and lets the rebalance go on; the rest is never acked
+    (``streams.inflight``) and the partition's next owner redoes it."""
+    check_versions()
+
+    def make(_: Any) -> Any:
+        async def wait_empty(self: Consumer) -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
+            while not self.should_stop and self._unacked_messages:
+                if loop.time() >= deadline:
+                    log.warning(
+                        "rebalance: %d messages still in flight after %.0f s; their "
+                        "partitions move on and they will be redone",
+                        len(self._unacked_messages), seconds,
+                    )  # fmt: skip
+                    break
+                await self.commit()
+                await self._wait_for_ack(timeout=min(1.0, max(0.0, deadline - loop.time())))
+                self._clean_unacked_messages()
+            await self.commit_and_end_transactions()
+
+        return wait_empty
+
+    _hook(Consumer, "wait_empty", make)

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import faust
-from faust.exceptions import ValueDecodeError
+from faust.exceptions import KeyDecodeError, ValueDecodeError
 
 from fixstream.codec import codec_name
 from fixstream.errors import BadInputError
@@ -22,7 +22,10 @@ class DeadLetteringTopic(faust.Topic):
     """A topic whose undecodable messages go to the dead-letter topic.
 
     Faust's default acks the message and throws into the agent, which stops it silently
-    (faust #175); here the agent never sees the message and keeps running.
+    (faust #175); here the agent never sees the message and keeps running. The dead letter
+    is sent, and the broker has it, before the decode error reaches Faust's conductor, which
+    acks the message: a worker killed in between leaves the message uncommitted, and the
+    next owner dead-letters it again, instead of it being neither processed nor dead-lettered.
     """
 
     def __init__(self, *args: Any, dead_letters: DeadLetters | None = None, **kwargs: Any):
@@ -31,42 +34,44 @@ class DeadLetteringTopic(faust.Topic):
 
     def _compile_decode(self) -> None:
         super()._compile_decode()
-        if self.schema.allow_empty:
-            return
         decode = self.decode
+        refuse_empty = not self.schema.allow_empty
 
-        async def decode_or_refuse_empty(message: Any, *, propagate: bool = False) -> Any:
-            # Faust hands a value of None (a tombstone) to the agent without calling the
-            # codec, and the stage then fails on it outside any dead-letter path: refuse it
-            # here as the codec would have.
-            if message.value is None:
-                exc = ValueDecodeError("empty message (no value)")
-                exc.__cause__ = BadInputError("empty message (no value)")
-                if propagate:
+        async def dead_letter_then_raise(message: Any, *, propagate: bool = False) -> Any:
+            try:
+                # Faust hands a value of None (a tombstone) to the agent without calling the
+                # codec, and the stage then fails on it outside any dead-letter path: refuse
+                # it here as the codec would have.
+                if refuse_empty and message.value is None:
+                    exc = ValueDecodeError("empty message (no value)")
+                    exc.__cause__ = BadInputError("empty message (no value)")
                     raise exc
-                await self.on_value_decode_error(exc, message)
+                return await decode(message, propagate=True)
+            except (KeyDecodeError, ValueDecodeError) as exc:
+                await self._dead_letter(exc, message)
+                if propagate:
+                    raise
                 return None
-            return await decode(message, propagate=propagate)
 
-        self.decode = decode_or_refuse_empty  # type: ignore[method-assign]
+        self.decode = dead_letter_then_raise  # type: ignore[method-assign]
 
     def _clone_args(self) -> dict[str, Any]:
         # agents consume a clone of their topic: the dead-letter sink must come along
         return {**super()._clone_args(), "dead_letters": self.dead_letters}
 
     async def on_key_decode_error(self, exc: Exception, message: Any) -> None:
-        await self._dead_letter(exc, message)
+        """Already dead-lettered by ``decode``, before Faust acked the message."""
 
     async def on_value_decode_error(self, exc: Exception, message: Any) -> None:
-        await self._dead_letter(exc, message)
+        """Already dead-lettered by ``decode``, before Faust acked the message."""
 
     async def _dead_letter(self, exc: Exception, message: Any) -> None:
         try:
             assert self.dead_letters is not None, "dead letters are wired in create_app"
             await self.dead_letters.send(message, exc, stage=f"decode:{message.topic}")
         except BaseException:
-            # Faust has already acked this message. Exit without committing, so the broker
-            # redelivers it to the next worker instead of it being lost.
+            # Faust acks the message once the error reaches it. Exit without that, so the
+            # broker redelivers it to the next worker instead of it being lost.
             log.critical("could not dead-letter %s: exiting uncommitted", message, exc_info=True)
             os._exit(70)
 

@@ -34,3 +34,33 @@ def test_decode_errors_are_described_by_their_cause():
         assert describe(outer) == ("BadInputError", "not valid JSON: x")
         assert is_retryable(outer) is False  # judged by the cause, not the wrapper
     assert is_retryable(RuntimeError("a bug of ours")) is True
+
+
+async def test_a_message_that_cannot_be_decoded_is_dead_lettered_before_it_is_acked():
+    """Faust's conductor acks an undecodable message, then calls the topic's error handler.
+    A worker killed between the two left it committed and never dead-lettered. Run through
+    the real conductor: the broker has the dead letter before the ack."""
+    import faust
+    from faust.types import TP, Message
+
+    from fixstream.codec import register_codecs
+    from fixstream.config import REPO_ROOT
+    from fixstream.streams.topics import DeadLetteringTopic, Topics
+    from fixstream.topics import load_catalog
+
+    register_codecs(1_000_000)
+    app = faust.App("decode-order", broker="kafka://127.0.0.1:1")
+    catalog = load_catalog(REPO_ROOT / "topics.yaml")
+    topic: DeadLetteringTopic = Topics(app, catalog)["bugs.reported"]
+    order: list[str] = []
+
+    class Letters:
+        async def send(self, message, exc, *, stage):
+            order.append(f"dead-lettered ({'acked' if message.acked else 'not acked'})")
+
+    topic.dead_letters = Letters()
+    message = Message("bugs.reported", 0, 7, 0.0, 0, [], b"bug-1", b"\x00not json", None)
+    app.flow_control.resume()
+    handler = app.topics._build_handler(TP("bugs.reported", 0), {topic})
+    await handler(message)
+    assert message.acked and order == ["dead-lettered (not acked)"]

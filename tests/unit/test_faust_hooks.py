@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import aiokafka
 import faust
 import pytest
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from faust.transport.consumer import Consumer
+from faust.types import TP as FaustTP
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from fixstream import faust_hooks
@@ -50,12 +53,16 @@ class FakeConsumer:
     async def seek_to_beginning(self, *tps):
         self.to_beginning += tps
 
+    async def beginning_offsets(self, tps):
+        return {tp: 3 for tp in tps}
+
 
 async def test_partitions_with_nothing_or_zero_committed_go_back_to_their_start():
     unset, zero, later = (TopicPartition("t", n) for n in range(3))
     consumer = FakeConsumer({unset: None, zero: 0, later: 7})
-    committed = await faust_hooks.seek_every_partition_to_committed(consumer)
-    assert committed == {unset: None, zero: 0, later: 7}
+    heads = await faust_hooks.seek_every_partition_to_committed(consumer)
+    # nothing committed: the head is the log's start (3 here: retention deleted 0-2)
+    assert heads == {unset: 3, zero: 0, later: 7}
     assert consumer.seeks == [(zero, 0)]  # 7 is aiokafka's own seek
     assert consumer.to_beginning == [unset]
 
@@ -70,3 +77,155 @@ def test_the_rewind_hook_installs_once():
         assert installed.__fixstream__
     finally:
         AIOKafkaConsumerThread.seek_to_committed = original
+
+
+# The interleavings instrumented soaks found losing records, each replayed on Faust's real
+# Consumer (built, not started: its thread is replaced by the few calls the hooks make).
+
+TP = FaustTP("bugs.reported", 2)
+
+
+@pytest.fixture
+async def consumer():
+    faust_hooks.install(fetch_wait_ms=5, rebalance_wait_s=1.0)
+    app = faust.App(f"hooks-{id(object())}", broker="kafka://127.0.0.1:1")
+    consumer = app.consumer
+    consumer.seeks = []
+    consumer.assignment = lambda: {TP}
+
+    async def position(tp):
+        return 100
+
+    async def _seek(tp, offset):
+        consumer.seeks.append((tp, offset))
+
+    consumer.position = position
+    consumer._seek = _seek
+    return consumer
+
+
+def acked(consumer, *offsets: int) -> None:
+    consumer._acked[TP].extend(offsets)
+    consumer._acked_index[TP].update(offsets)
+
+
+def unhooked(method):
+    return method.__wrapped__
+
+
+def test_nothing_committed_and_the_first_record_acked_is_4_commits_nothing(consumer):
+    """Run 3: bugs.reported/2 assigned with nothing committed, first record yielded 4,
+    committed as 5: offsets 0-3 were gone. Faust's own check let it through."""
+    acked(consumer, 4)
+    assert unhooked(Consumer._new_offset)(consumer, TP) == 5  # what Faust alone commits
+    acked(consumer, 4)
+    assert consumer._new_offset(TP) is None
+
+
+def test_a_one_record_hole_after_the_committed_offset_holds_the_commit(consumer):
+    consumer._committed_offset[TP] = 5
+    acked(consumer, 6, 7, 8, 9)
+    assert unhooked(Consumer._new_offset)(consumer, TP) == 10
+    acked(consumer, 6, 7, 8, 9)
+    assert consumer._new_offset(TP) is None
+    acked(consumer, 5)
+    assert consumer._new_offset(TP) == 10
+
+
+def test_offsets_the_log_does_not_have_are_told_from_lost_ones_by_the_fetch_sequence(consumer):
+    """After a seek to 5, the first record yielded is 7 (5 and 6 are, say, transaction
+    markers): they count as done. Faust's _add_gap would start at 6 and hold the commit."""
+    consumer._committed_offset[TP] = 5
+    book = faust_hooks.ledger(consumer)
+    book.next[TP] = 5
+    faust_hooks._yielded(consumer, book, TP, 7)
+    acked(consumer, 7)
+    assert consumer._new_offset(TP) == 8
+
+
+async def test_a_hole_no_agent_holds_is_sought_back_to(consumer):
+    """Acked 4, and 0 is neither acked nor on its way to an agent: after HOLE_COMMITS
+    commits the partition is rewound to its head; while 0 is pending nothing happens."""
+    book = faust_hooks.ledger(consumer)
+    book.pending[TP] = {0}
+    acked(consumer, 4)
+    for _ in range(faust_hooks.HOLE_COMMITS + 1):
+        await consumer.force_commit()
+    assert consumer.seeks == []  # 0 is queued or in flight: not a hole
+    book.pending[TP] = set()
+    for _ in range(faust_hooks.HOLE_COMMITS):
+        await consumer.force_commit()
+    assert consumer.seeks == [(TP, 0)]
+    assert book.next[TP] == 0
+
+
+def record(offset: int, tp: FaustTP = TP) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic=tp.topic, partition=tp.partition, offset=offset, timestamp=0, timestamp_type=0,
+        key=b"k", value=b"v", checksum=None, serialized_key_size=1, serialized_value_size=1,
+        headers=(),
+    )  # fmt: skip
+
+
+async def _yielded_from(consumer, getmany, records) -> list[tuple[FaustTP, int]]:
+    async def _getmany(active_partitions, timeout):
+        return records
+
+    consumer._getmany = _getmany
+    consumer.highwater = lambda tp: 100
+    return [(tp, message.offset) async for tp, message in getmany(consumer, 0.1)]
+
+
+async def test_records_fetched_for_a_paused_partition_are_sought_back_to(consumer):
+    """Run 4: 20 records of chunks.tasks/1 fetched, then discarded because recovery had
+    paused the partition. aiokafka's position was past them; now they come again."""
+    paused = FaustTP("chunks.tasks", 1)
+    consumer.assignment = lambda: {TP, paused}
+    consumer._active_partitions = {TP}
+    consumer.flow_active = True
+    batch = {TP: [record(0), record(1)], paused: [record(o, paused) for o in range(36, 56)]}
+    got = await _yielded_from(consumer, unhooked(Consumer.getmany), dict(batch))
+    assert got == [(TP, 0), (TP, 1)] and consumer.seeks == []  # Faust alone: 36-55 gone
+    got = await _yielded_from(consumer, Consumer.getmany, dict(batch))
+    assert got == [(TP, 0), (TP, 1)]
+    assert consumer.seeks == [(paused, 36)]
+
+
+async def test_a_batch_cut_short_by_a_rebalance_is_sought_back_to(consumer):
+    consumer._active_partitions = {TP}
+    consumer.flow_active = True
+    getmany = Consumer.getmany(consumer, 0.1)
+
+    async def _getmany(active_partitions, timeout):
+        return {TP: [record(10), record(11), record(12)]}
+
+    consumer._getmany = _getmany
+    consumer.highwater = lambda tp: 100
+    tp, first = await getmany.__anext__()
+    consumer.flow_active = False  # the flow stops mid-batch: Faust breaks out
+    assert [m.offset async for _, m in getmany] == []
+    assert first.offset == 10 and consumer.seeks == [(TP, 11)]
+
+
+def test_a_rebalance_waits_a_bounded_time_for_messages_in_flight(consumer):
+    source = inspect.getsource(faust.transport.consumer.Consumer.wait_empty)
+    assert "while not self.should_stop and self._unacked_messages" in source  # no bound
+
+
+async def test_the_bounded_wait_lets_the_rebalance_go_on(consumer):
+    class Stuck:
+        acked = False
+        refcount = 1
+
+    consumer._unacked_messages.add(stuck := Stuck())
+    committed = []
+
+    async def commit_and_end_transactions():
+        committed.append(True)
+
+    consumer.commit_and_end_transactions = commit_and_end_transactions
+    consumer.commit = commit_and_end_transactions
+    started = asyncio.get_running_loop().time()
+    await consumer.wait_empty()
+    assert asyncio.get_running_loop().time() - started < 5
+    assert committed and stuck in consumer._unacked_messages
