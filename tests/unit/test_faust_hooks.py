@@ -10,8 +10,8 @@ import faust
 import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.transport.consumer import Consumer
-from faust.types import TP as FaustTP
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types import TP as FaustTP
 
 from fixstream import faust_hooks
 
@@ -201,7 +201,7 @@ async def test_a_batch_cut_short_by_a_rebalance_is_sought_back_to(consumer):
 
     consumer._getmany = _getmany
     consumer.highwater = lambda tp: 100
-    tp, first = await getmany.__anext__()
+    _, first = await getmany.__anext__()
     consumer.flow_active = False  # the flow stops mid-batch: Faust breaks out
     assert [m.offset async for _, m in getmany] == []
     assert first.offset == 10 and consumer.seeks == [(TP, 11)]
