@@ -7,11 +7,11 @@ import logging
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from fixstream import faust_hooks
 from fixstream.artifacts import ArtifactStore
 from fixstream.cache import Cache
 from fixstream.codec import register_codecs
 from fixstream.config import Settings
-from fixstream.faust_hooks import fetch_wait, rewind_uncommitted
 from fixstream.llm import Gateway
 from fixstream.llm.build import build_gateway, cache_for
 from fixstream.sandbox.environments import Environments
@@ -85,8 +85,9 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     cache = cache_for(settings)
     llm = llm or build_gateway(settings, cache)
     register_codecs(settings.max_message_bytes)
-    fetch_wait(settings.fetch_max_wait_ms)
-    rewind_uncommitted()
+    faust_hooks.install(
+        fetch_wait_ms=settings.fetch_max_wait_ms, rebalance_wait_s=settings.rebalance_wait_s
+    )
     catalog = load_catalog(settings.topics_file, settings.partitions)
     partitions = catalog["bugs.reported"].partitions
     app = faust.App(
@@ -94,6 +95,10 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         broker=f"kafka://{settings.bootstrap()}",
         broker_credentials=_credentials(settings),
         broker_session_timeout=settings.broker_session_timeout,
+        processing_guarantee=settings.processing_guarantee,
+        # under exactly_once a hop's output is read once the sender commits: commit as
+        # often as Kafka Streams does then (100 ms); at_least_once keeps Faust's 2.8 s
+        broker_commit_interval=0.1 if settings.processing_guarantee == "exactly_once" else 2.8,
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 3),
         store=settings.store,
         datadir=str(settings.data_dir / "faust" / WORKER_ID),

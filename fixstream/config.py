@@ -31,9 +31,19 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     broker_session_timeout: float = 60.0
     """Seconds. The first group join waits about half of it: the embedded broker runs with 6."""
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    """Faust's. exactly_once: a worker writes in Kafka transactions, one per partition it owns,
+    and commits its consumed offsets in them; its consumer reads committed (fixstream's own
+    readers always do). It needs a broker with transactions, real Kafka: the embedded broker
+    cannot start aiokafka's transactional producers. What a bug in flight has sent when its
+    partition's transaction commits is committed without the bug's offset, so after a crash
+    it is sent again: one fix event per bug still rests on the finalizer."""
     fetch_max_wait_ms: int = Field(default=500, ge=1)
     """How long a fetch may wait at the broker for data: Kafka answers as soon as data
     arrives, so this only bounds idle polling; the embedded broker needs it short."""
+    rebalance_wait_s: float = Field(default=10.0, gt=0)
+    """How long a rebalance waits for messages in flight before it goes on without them
+    (they are redone by the partition's next owner); Faust alone waits without a bound."""
 
     app_id: str = "fixstream"
     topics_file: Path = REPO_ROOT / "topics.yaml"
@@ -90,6 +100,9 @@ class Settings(BaseSettings):
     stuck_after_s: float = Field(default=900.0, gt=0)
     """A bug with no progress event for this long (queueing included) is failed with the
     stage it was stuck in, rather than forgotten (``streams.finals``)."""
+    redrives: int = Field(default=2, ge=0)
+    """How often the watchdog publishes a stuck bug's last stage input again (a lost record
+    is then redone, its LLM answers and test runs from the caches) before failing it."""
     fix_attempts: int = Field(default=3, ge=1)
     """Validate sends a bug back to fix with the failures at most this many times minus one."""
 

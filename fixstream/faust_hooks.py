@@ -16,6 +16,11 @@ one hook below (``install`` applies them all):
   sought back to. Offsets the log does not have (compaction, transaction markers, retention)
   are told from lost ones by the fetch sequence, which after these hooks has no holes.
 
+And one for exactly_once: Faust puts each send in the transaction of its *destination*
+partition, so a chunk task for another worker's partition fails and one for an idle
+partition is never committed. ``transactions_by_source``: an event's sends join its source
+partition's transaction, the one its offset is committed in.
+
 And one that bounds a wait: Faust blocks a rebalance until every message in flight is acked,
 which a 120 s validate turns into minutes. ``bounded_rebalance_wait``: in-flight work on
 revoked partitions is never acked (``streams.inflight``), so the next owner redoes it.
@@ -36,8 +41,11 @@ from typing import Any
 
 import aiokafka
 import faust
+from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.structs import TopicPartition
-from faust.transport.consumer import Consumer
+from faust.exceptions import ProducerSendError
+from faust.streams import current_event
+from faust.transport.consumer import Consumer, TopicPartitionGroup, TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 log = logging.getLogger(__name__)
@@ -75,6 +83,7 @@ def install(*, fetch_wait_ms: int, rebalance_wait_s: float) -> None:
     rewind_undelivered()
     commit_contiguous()
     bounded_rebalance_wait(rebalance_wait_s)
+    transactions_by_source()
 
 
 def fetch_wait(ms: int) -> None:
@@ -352,3 +361,62 @@ def bounded_rebalance_wait(seconds: float) -> None:
         return wait_empty
 
     _hook(Consumer, "wait_empty", make)
+
+
+class PartitionRevoked(ProducerSendError):
+    """An event's partition moved to another worker while it was processed: under
+    exactly_once its outputs are refused (its transaction moved too) and the partition's
+    next owner redoes it (``streams.inflight`` drops it)."""
+
+
+def transactions_by_source() -> None:
+    """Under exactly_once, what an event's processing sends joins the transaction of the
+    partition the event came from: the one Faust commits that event's offset in.
+
+    Faust's ``TransactionManager.send`` picks the transaction of the destination partition:
+    a send to a partition another worker owns fails ("No transaction producer found": every
+    chunk task for another worker), and one to an owned partition nothing is consumed from
+    is never committed (a transaction commits only with offsets of its own partition), so
+    read_committed consumers never see it. The event is found as Faust's ``Topic.send``
+    finds it, by the ``current_event`` context variable, which asyncio copies into each task
+    ``streams.inflight`` starts. Sends with no event (timers, a table's changelog buffer)
+    keep Faust's routing: theirs is the partition they write, which this worker owns."""
+    check_versions()
+
+    def make(original: Any) -> Any:
+        async def send(
+            self: TransactionManager,
+            topic: str,
+            key: Any,
+            value: Any,
+            partition: Any,
+            timestamp: Any,
+            headers: Any,
+            *,
+            transactional_id: str | None = None,
+        ) -> Any:
+            event = current_event()
+            if event is None:
+                return await original(self, topic, key, value, partition, timestamp, headers)
+            source = event.message.tp
+            tid = self.transactional_id_format.format(
+                tpg=TopicPartitionGroup(
+                    source.topic, source.partition, self.app.assignor.group_for_topic(source.topic)
+                ),
+                group_id=self.app.conf.id,
+            )
+            producers = self.producer._transaction_producers
+            if tid not in producers:
+                raise PartitionRevoked(f"{source} was revoked: no transaction {tid}")
+            if producers[tid]._txn_manager.state is TransactionState.READY:
+                # a rebalance ended it (commit_and_end_transactions) and has not begun the
+                # next one yet: begin it rather than fail the send
+                await self.producer.maybe_begin_transaction(tid)
+            p = self.consumer.key_partition(topic, key, partition)
+            return await self.producer.send(
+                topic, key, value, p, timestamp, headers, transactional_id=tid
+            )
+
+        return send
+
+    _hook(TransactionManager, "send", make)

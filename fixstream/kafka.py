@@ -12,6 +12,12 @@ from aiokafka.errors import KafkaError
 from fixstream.config import Settings
 from fixstream.schemas import Event
 
+ISOLATION_LEVEL = "read_committed"
+"""Every reader's, whatever ``processing_guarantee`` says: under exactly_once a reader never
+sees an aborted or still open transaction's records, and ``end_offsets`` is the last stable
+offset; on a topic nobody writes in transactions it reads exactly what read_uncommitted does
+(an operator's shell without the workers' setting reads what the workers committed)."""
+
 
 @asynccontextmanager
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
@@ -40,6 +46,7 @@ async def reader(
         bootstrap_servers=settings.bootstrap(),
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
+        isolation_level=ISOLATION_LEVEL,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         **settings.kafka_client_options(),
     )

@@ -24,6 +24,8 @@ from typing import Any
 
 import faust
 
+from fixstream.faust_hooks import PartitionRevoked
+
 log = logging.getLogger(__name__)
 
 Process = Callable[[faust.EventT], Awaitable[None]]
@@ -72,6 +74,9 @@ async def run_concurrently(stream: faust.StreamT, process: Process, concurrency:
     async def guarded(event: Any, ticket: _Ticket) -> None:
         try:
             await process(event)
+        except PartitionRevoked as exc:  # exactly_once: its outputs were refused
+            log.info("dropped %s: %s (its partition's next owner redoes it)", event, exc)
+            return
         except Exception:
             # process() dead-letters bad messages itself; what reaches here is an output
             # that could not be produced. Exit unacked: the broker redelivers the message.
