@@ -144,9 +144,13 @@ class ChunkTask(Event):
 class ChunkResult(Event):
     """One gathered answer, keyed by bug id so a bug's results meet in one partition."""
 
+    schema_version: ClassVar[int] = 2
+
     task_id: str
     bug_id: str
     stage: str
+    attempt: int = 0
+    """The task's attempt: the gather it belongs to (validate's retries gather anew)."""
     chunk_id: str
     fan_out: int = Field(ge=1)
     ok: bool
@@ -168,11 +172,14 @@ class BugSummary(Event):
     tokens: int = Field(ge=0)
 
 
-StatusState = Literal["started", "done", "failed", "dead_lettered", "progress"]
+StatusState = Literal["started", "done", "failed", "dead_lettered", "progress", "redriven"]
+"""``redriven``: the watchdog published a stuck bug's last stage input again."""
 
 
 class StatusEvent(Event):
     """Progress as it happens: what ``fixstream watch`` shows."""
+
+    schema_version: ClassVar[int] = 2
 
     bug_id: str
     stage: str
@@ -183,3 +190,6 @@ class StatusEvent(Event):
     tokens_out: int = 0
     cost_usd: float = 0.0
     worker: str = ""
+    source: str | None = None
+    """Where the stage input a "started" stage began on sits: ``topic/partition/offset``
+    (e.g. ``bugs.analyzed/2/17``), what the watchdog re-drives when the bug gets stuck."""

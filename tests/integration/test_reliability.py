@@ -1,10 +1,12 @@
 """Faults survived: a worker killed mid-batch, an LLM failing 30% of the time, a bug stuck in
-a stage, a bug that cannot be processed. Every bug ends with exactly one fix event."""
+a stage, a stage input lost, a bug that cannot be processed. Every bug ends with exactly one
+fix event."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,13 +16,17 @@ from collections import Counter
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from conftest import EXAMPLES, read_until
 from test_pipeline import _fixes, _records, _reports, _submit
 
 from fixstream.broker import EmbeddedBroker
+from fixstream.kafka import producer, publish, read_to_end
 from fixstream.llm.simulator.process import simulator_process
 from fixstream.reports import report_from_file
 from fixstream.scenarios import scenario_files
+from fixstream.schemas import StatusEvent
 from fixstream.topics import apply_topics, load_catalog
 from fixstream.worker import WorkerProcess
 
@@ -90,11 +96,44 @@ def test_with_30_percent_llm_faults_every_bug_ends_fixed_or_with_its_reason(sett
 def _slow_repo(tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLES / "off_by_one" / "repo", repo)
-    (repo / "conftest.py").write_text("import time\n\ntime.sleep(12)\n")
+    # slower than the watchdog's three rounds (4 s each, plus a pass): the bug is stuck
+    (repo / "conftest.py").write_text("import time\n\ntime.sleep(40)\n")
     return repo
 
 
-def test_a_stuck_bug_is_failed_with_its_stage_and_status_shows_where_it_was(
+def _all(settings, topic: str) -> list:
+    """Every record of ``topic`` up to its end now."""
+    return asyncio.run(read_to_end(settings, [topic]))
+
+
+def _statuses(settings, bug_id: str) -> list[StatusEvent]:
+    return [
+        StatusEvent.model_validate_json(r.value)
+        for r in _all(settings, "bugs.status")
+        if r.key == bug_id.encode()
+    ]
+
+
+def _check_progress_table(settings, ended: set[str]) -> None:
+    """The watchdog's ownership test against the real routing: each progress entry sits in
+    the partition its bug's status records are in, the one Kafka's default partitioner (the
+    producer's, which Faust's ``key_partition`` is) gives the bug id. And the entries of
+    ``ended`` bugs are deleted: their last changelog record is a tombstone."""
+    changelog = f"{settings.app_id}-fixstream-progress-changelog"
+    entries = _all(settings, changelog)
+    status_partition = {r.key: r.partition for r in _all(settings, "bugs.status")}
+    every = list(range(settings.partitions))
+    assert entries
+    last: dict[str, object] = {}
+    for r in entries:
+        bug_id = orjson.loads(r.key)
+        assert r.partition == status_partition[bug_id.encode()], bug_id
+        assert r.partition == DefaultPartitioner()(bug_id.encode(), every, every), bug_id
+        last[bug_id] = r.value
+    assert {b: last[b] for b in ended} == dict.fromkeys(ended), "ended bugs keep no entry"
+
+
+def test_a_stuck_bug_is_redriven_then_failed_naming_the_redrives_and_status_shows_it(
     settings, start_worker, tmp_path
 ):
     start_worker(FIXSTREAM_STUCK_AFTER_S="4", FIXSTREAM_TEST_TIMEOUT_S="120")
@@ -108,10 +147,26 @@ def test_a_stuck_bug_is_failed_with_its_stage_and_status_shows_where_it_was(
     _submit(settings, [report, missing])
     fixes = {f.bug_id: f for f in _fixes(settings, {"STUCK-1", "GONE-1"}, timeout=120)}
     stuck, gone = fixes["STUCK-1"], fixes["GONE-1"]
-    assert stuck.status == "failed" and "no progress" in stuck.reason
-    assert "last: reproduce started" in stuck.reason
+    assert stuck.status == "failed" and stuck.meta.stage == "watchdog"
+    # started, or "progress" when its environment was built first
+    assert re.fullmatch(
+        r"no progress for \d+ s \(limit 4 s\) after 2 re-drives; "
+        r"last: reproduce (started|progress)",
+        stuck.reason,
+    ), stuck.reason
     assert gone.status == "failed" and "dead-lettered in analysis" in gone.reason
     assert "/nope" in gone.reason
+
+    # the reproduce stage's input was published twice more, each copy saying which re-drive
+    statuses = _statuses(settings, "STUCK-1")
+    redrives = [s.message for s in statuses if s.stage == "watchdog" and s.state == "redriven"]
+    assert [m.split(":")[0] for m in redrives] == ["re-drive 1 of 2", "re-drive 2 of 2"]
+    started = [s.source for s in statuses if (s.stage, s.state) == ("reproduce", "started")]
+    assert started and started[0].startswith("bugs.analyzed/")
+    assert f"re-drive 1 of 2: {started[0]} published again" in redrives[0]
+    inputs = [r for r in _all(settings, "bugs.analyzed") if r.key == b"STUCK-1"]
+    assert [dict(r.headers).get("fixstream.redrive") for r in inputs] == [None, b"1", b"2"]
+    assert len({r.value for r in inputs}) == 1, "the same input, again"
 
     env = {**os.environ, "FIXSTREAM_BROKER": settings.broker, "COLUMNS": "200"}
     shown = subprocess.run(
@@ -120,12 +175,59 @@ def test_a_stuck_bug_is_failed_with_its_stage_and_status_shows_where_it_was(
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "STUCK-1" in shown.stdout and "watchdog" in shown.stdout and "failed" in shown.stdout
+    assert "redriven" in shown.stdout
     unknown = subprocess.run(
         [sys.executable, "-m", "fixstream", "status", "NO-SUCH-BUG"],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert unknown.returncode == 1 and "no events for: NO-SUCH-BUG" in unknown.stdout
     assert set(_final_events(settings, {"STUCK-1", "GONE-1"}).values()) == {1}
+    _check_progress_table(settings, ended={"STUCK-1", "GONE-1"})
+
+
+async def _lose(settings, report) -> str:
+    """What a lost record looks like: a stage started the report (its status says so), then
+    its group committed past the record with nothing produced. Where the record sits."""
+    async with producer(settings) as client:
+        sent = await client.send_and_wait(
+            "bugs.reported", report.to_bytes(), key=report.bug_id.encode()
+        )
+        source = f"bugs.reported/{sent.partition}/{sent.offset}"
+        started = StatusEvent(
+            bug_id=report.bug_id, stage="analysis", state="started", source=source,
+            worker="lost-worker",
+        )  # fmt: skip
+        await publish(client, "bugs.status", report.bug_id, started)
+    group = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap(), group_id=settings.app_id,
+        enable_auto_commit=False, **settings.kafka_client_options(),
+    )  # fmt: skip
+    await group.start()
+    try:
+        tp = TopicPartition("bugs.reported", sent.partition)
+        group.assign([tp])
+        await group.commit({tp: sent.offset + 1})
+    finally:
+        await group.stop()
+    return source
+
+
+def test_a_lost_stage_input_is_redriven_and_the_bug_fixed_not_failed(settings, start_worker):
+    report = _reports(settings, "lost", ["off_by_one"])[0]
+    source = asyncio.run(_lose(settings, report))
+    # re-drives to spare: a stage slowed down by a loaded machine may be re-driven too
+    start_worker(FIXSTREAM_STUCK_AFTER_S="8", FIXSTREAM_REDRIVES="4")
+    (fix,) = _fixes(settings, {report.bug_id}, timeout=120)
+    assert fix.status == "fixed", fix.reason
+    redrives = [
+        s.message
+        for s in _statuses(settings, report.bug_id)
+        if (s.stage, s.state) == ("watchdog", "redriven")
+    ]
+    assert redrives[0].startswith(f"re-drive 1 of 4: {source} published again"), redrives
+    copies = [r for r in _all(settings, "bugs.reported") if r.key == fix.bug_id.encode()]
+    assert [dict(r.headers).get("fixstream.redrive") for r in copies][:2] == [None, b"1"]
+    assert set(_final_events(settings, {report.bug_id}).values()) == {1}
 
 
 def test_workers_ride_out_a_broker_outage_and_finish_what_comes_after(
