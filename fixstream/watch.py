@@ -19,6 +19,8 @@ class BugRow:
     stages: dict[str, StatusEvent] = field(default_factory=dict)
     fix: FixEvent | None = None
     dead: str | None = None
+    last: StatusEvent | None = None
+    """The latest status, whichever stage (status events carry no time: arrival order)."""
 
     def reached(self, stage: str) -> bool:
         """Done with ``stage`` (or the whole bug ended earlier)."""
@@ -38,7 +40,7 @@ class BugRow:
             return f"{self.fix.status}: {self.fix.reason}" if self.fix.reason else self.fix.status
         if self.dead:
             return f"dead-lettered: {self.dead}"
-        last = max(self.stages.values(), key=lambda s: s.produced_at, default=None)
+        last = self.last
         if last is None:
             return "never picked up by a worker"
         return f"still in {last.stage} ({last.state}{': ' + last.message if last.message else ''})"
@@ -59,7 +61,7 @@ class Board:
         if topic == "bugs.status" and value:
             status = StatusEvent.model_validate(orjson.loads(value))
             row = self.row(status.bug_id)
-            row.stages[status.stage] = status
+            row.stages[status.stage] = row.last = status
             if status.state in TERMINAL_STATES:
                 row.dead = status.message
         elif topic == "fixes" and value:

@@ -35,3 +35,11 @@ def test_dead_lettered_status_ends_a_bug():
         "bugs.status", b"c", _status("c", "analysis", "dead_lettered", message="Repo gone"), []
     )
     assert board.rows["c"].ended and board.rows["c"].dead == "Repo gone"
+
+
+def test_a_bug_in_progress_says_the_latest_status_it_had():
+    """It read a timestamp status events do not have, and raised for every unfinished bug."""
+    board = Board()
+    for stage, state in (("analysis", "done"), ("reproduce", "started")):
+        board.apply("bugs.status", b"b1", _status("b1", stage, state), [])
+    assert board.rows["b1"].why() == "still in reproduce (started)"
