@@ -543,10 +543,29 @@ def bench(
         bool,
         typer.Option(
             help="Instead: --bugs bugs under LLM faults with workers killed on a "
-            "schedule; counts lost and duplicated fix events."
+            "schedule; accounts for every record of every topic (exit 1 on any loss)."
         ),
     ] = False,
-    kill_every: Annotated[float, typer.Option(help="Soak: seconds between kills.")] = 15.0,
+    kill_every: Annotated[
+        float, typer.Option(help="Soak: seconds between SIGKILLs of a worker (0: none).")
+    ] = 15.0,
+    workers: Annotated[int, typer.Option(min=1, help="Soak: workers that run the bugs.")] = 2,
+    joiner: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Soak: one more worker joins, leaves (SIGTERM) this many seconds later and "
+            "joins again, over and over (0: none).",
+        ),
+    ] = 0.0,
+    pause_broker: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Soak: once, at the first fix event, stop the broker (SIGSTOP) this many "
+            "seconds (0: never).",
+        ),
+    ] = 0.0,
     faults: Annotated[str, typer.Option(help="Soak: simulator fault shares.")] = "",
     wheelhouse: Annotated[
         Path | None,
@@ -566,19 +585,20 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
     if soak:
-        from fixstream.bench.soak import DEFAULT_FAULTS, SoakConfig, print_soak
+        from fixstream.bench.soak import DEFAULT_FAULTS, SoakConfig, failures, print_soak
         from fixstream.bench.soak import soak as run_soak
 
         soak_cfg = SoakConfig(
-            out=out.resolve(), bugs=bugs, kill_every_s=kill_every,
-            faults=faults or DEFAULT_FAULTS, time_scale=time_scale,
-            submit_over_s=min(20.0, 0.3 * bugs),
+            out=out.resolve(), bugs=bugs, workers=workers, kill_every_s=kill_every,
+            joiner_every_s=joiner, pause_broker_s=pause_broker, faults=faults or DEFAULT_FAULTS,
+            time_scale=time_scale, submit_over_s=min(20.0, 0.3 * bugs),
+            timeout_s=max(900.0, 6.0 * bugs),
         )  # fmt: skip
         console.print(f"LLM SIMULATOR (not a real model), soak; output in {out}")
         results = asyncio.run(run_soak(soak_cfg))
         print_soak(results, console)
-        if results["lost"] or results["duplicated"] or results["failed_silently"]:
-            raise typer.Exit(1)
+        if failed := failures(results):
+            _fail(f"soak failed, must be 0: {failed} (soak.json in {out})", 1)
         return
     from fixstream.bench.workloads import BenchConfig, print_report, run
     from fixstream.worker import profiled

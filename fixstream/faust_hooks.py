@@ -147,11 +147,8 @@ class Ledger:
     this one, or the log does not have the ones in between."""
     batch: Mapping[Any, list[Any]] | None = None
     """The records of the batch ``getmany`` is yielding (the position is already past them)."""
-    pending: dict[Any, set[int]] = field(default_factory=dict)
-    """Per partition, the offsets yielded to the agents and not yet acked: queued in an
-    agent's buffer or in flight. A record that is neither acked nor here never reached them."""
     holes: dict[Any, int] = field(default_factory=dict)
-    """A partition whose commit is held at its head by a hole, and since how many commits."""
+    """A partition whose head no agent holds, and for how many commits in a row."""
     rewinds: int = 0
 
 
@@ -235,23 +232,14 @@ def rewind_undelivered() -> None:
             await original(self)
             book = ledger(self)
             book.holes.clear()
-            book.pending.clear()  # everything not acked is delivered again
             for tp in self.assignment():
                 offset = self._read_offset[tp]
                 book.next[tp] = offset if offset is not None else 0
 
         return perform_seek
 
-    def make_ack(original: Any) -> Any:
-        def ack(self: Consumer, message: Any) -> bool:
-            ledger(self).pending.get(message.tp, set()).discard(message.offset)
-            return original(self, message)
-
-        return ack
-
     _hook(Consumer, "seek", make_seek)
     _hook(Consumer, "perform_seek", make_perform_seek)
-    _hook(Consumer, "ack", make_ack)
 
 
 def _yielded(consumer: Consumer, book: Ledger, tp: Any, offset: int) -> None:
@@ -267,12 +255,11 @@ def _yielded(consumer: Consumer, book: Ledger, tp: Any, offset: int) -> None:
             gaps.addi(start, offset)
             gaps.merge_overlaps()
     book.next[tp] = max(offset + 1, expected or 0)
-    book.pending.setdefault(tp, set()).add(offset)
 
 
 HOLE_COMMITS = 2
-"""A hole is sought back to once it has held the commit this many times in a row (one
-commit could race the rewind that is already filling it)."""
+"""A head no agent holds is sought back to once seen this many commits in a row: a record
+between its fetch and an agent's buffer is held by nobody for a moment."""
 
 
 def head_of(consumer: Consumer, tp: Any) -> int:
@@ -281,36 +268,46 @@ def head_of(consumer: Consumer, tp: Any) -> int:
     return consumer._committed_offset[tp] or 0
 
 
+def _done_from(consumer: Consumer, tp: Any, head: int) -> bool:
+    """Whether the record at ``head`` is acked or known absent: the commit can move."""
+    if head in consumer._acked_index.get(tp, ()):
+        return True
+    return any(iv.begin <= head < iv.end for iv in consumer._gap[tp])
+
+
+def _held(consumer: Consumer) -> set[tuple[Any, int]]:
+    """(partition, offset) of every record an agent holds: in flight (tracked, not acked) or
+    waiting in an agent's buffer."""
+    held = {(m.tp, m.offset) for m in list(consumer._unacked_messages) if not m.acked}
+    for channel in list(consumer.app.topics._topics):
+        queue = getattr(channel, "_queue", None)  # None: nothing was ever buffered there
+        for event in list(getattr(queue, "_queue", ())):
+            message = getattr(event, "message", None)
+            if message is not None:
+                held.add((message.tp, message.offset))
+    return held
+
+
 def commit_contiguous() -> None:
     """Commit only the highest offset contiguous from the partition's head.
 
     Faust's ``_new_offset`` checks the head only when something above 0 is committed, and
     then lets a one-record hole through: ``(committed=None, acked=[4]) -> 5`` lost 0-3. Here
     the lowest acked offset (or known-absent one) must be the head itself, else nothing is
-    committed. A hole is a record no stream holds: fixstream's agents ack in offset order
-    (``streams.inflight``), so an acked offset above an unacked head means the head never
-    reached the agent. It is sought back to, and what was acked after it is done again
-    (idempotent stages, cached answers)."""
+    committed.
+
+    And a head that was fetched but that no agent holds (neither in flight nor buffered) is
+    sought back to: with acked records above it (a hole), or alone at the end of its
+    partition (Faust's stream skips a message of an older rebalance generation without
+    acking it, and nothing would bring it back before the next rebalance). What was acked
+    after it is done again: idempotent stages, cached answers."""
     check_versions()
 
     def make_new_offset(original: Any) -> Any:
         def _new_offset(self: Consumer, tp: Any) -> int | None:
             acked = self._acked[tp]
-            if not acked:
+            if not acked or not _done_from(self, tp, head_of(self, tp)):
                 return None
-            head = head_of(self, tp)
-            absent = [iv.begin for iv in self._gap[tp] if iv.end > head]
-            lowest = min([max(b, head) for b in absent] + [min(acked)])
-            book = ledger(self)
-            if lowest > head:
-                pending = book.pending.get(tp, set())
-                pending.difference_update([o for o in pending if o < head])  # stale repeats
-                if any(o < lowest for o in pending):
-                    book.holes.pop(tp, None)  # the head is on its way
-                else:
-                    book.holes[tp] = book.holes.get(tp, 0) + 1
-                return None
-            book.holes.pop(tp, None)
             return original(self, tp)
 
         return _new_offset
@@ -318,19 +315,42 @@ def commit_contiguous() -> None:
     def make_force_commit(original: Any) -> Any:
         async def force_commit(self: Consumer, *args: Any, **kwargs: Any) -> bool:
             committed = await original(self, *args, **kwargs)
-            book = ledger(self)
-            for tp, times in list(book.holes.items()):
-                if times >= HOLE_COMMITS:
-                    book.holes.pop(tp, None)
-                    head = head_of(self, tp)
-                    acked = min(self._acked[tp], default=head)
-                    await _rewind(self, tp, head, f"nothing holds {head}, acked from {acked}")
+            await _rewind_unheld_heads(self)
             return committed
 
         return force_commit
 
     _hook(Consumer, "_new_offset", make_new_offset)
     _hook(Consumer, "force_commit", make_force_commit)
+
+
+async def _rewind_unheld_heads(consumer: Consumer) -> None:
+    book = ledger(consumer)
+    assigned = consumer.assignment()
+    stuck = {}
+    for tp, fetched_to in list(book.next.items()):
+        if tp not in assigned:
+            continue
+        head = head_of(consumer, tp)
+        if fetched_to > head and not _done_from(consumer, tp, head):
+            stuck[tp] = head
+    if not stuck:
+        book.holes.clear()
+        return
+    held = _held(consumer)
+    for tp in list(book.holes):
+        if tp not in stuck:
+            del book.holes[tp]
+    for tp, head in stuck.items():
+        if (tp, head) in held:
+            book.holes.pop(tp, None)
+            continue
+        book.holes[tp] = times = book.holes.get(tp, 0) + 1
+        if times >= HOLE_COMMITS:
+            del book.holes[tp]
+            acked = min(consumer._acked.get(tp, ()), default=None)
+            after = f"acked from {acked}" if acked is not None else "nothing after it acked"
+            await _rewind(consumer, tp, head, f"no agent holds {head}, {after}")
 
 
 def bounded_rebalance_wait(seconds: float) -> None:

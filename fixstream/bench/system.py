@@ -85,11 +85,12 @@ class System:
         self.profile = profile
         self.stack = contextlib.ExitStack()
         self.workers: list[WorkerProcess] = []
+        self.broker: EmbeddedBroker | None = None
         self.settings = Settings(data_dir=out / "var")
         self._spawn: tuple[Settings, dict[str, str]] = (self.settings, {})
 
     async def start_broker(self) -> None:
-        broker = EmbeddedBroker(log=self.out / "broker.log")
+        self.broker = broker = EmbeddedBroker(log=self.out / "broker.log")
         await broker.start()
         self.stack.callback(broker.stop)
         self.settings = self.settings.model_copy(update=broker.client_settings())

@@ -10,7 +10,6 @@ from fixstream.bench.sandboxcost import (
     env_figures,
     overhead_figures,
 )
-from fixstream.bench.soak import final_counts
 from fixstream.bench.system import Batch, example_bugs
 from fixstream.bench.workloads import (
     cache_figures,
@@ -93,21 +92,6 @@ def test_cache_figures_count_semantic_hits_among_the_exact_misses():
     assert figures["test_hit_rate"] == pytest.approx(15 / 20)
     assert figures["tokens_saved"] == 10_000 and figures["seconds_saved"] == pytest.approx(21.5)
     assert cache_figures({}, {})["llm_hit_rate"] == 0.0
-
-
-def test_soak_counts_lost_duplicated_and_silent_failures():
-    events = {
-        "a": [{"status": "fixed", "reason": ""}],
-        "b": [{"status": "failed", "reason": "RetryBudgetExhaustedError: gave up"}],
-        "c": [{"status": "failed", "reason": ""}],
-        "d": [{"status": "fixed", "reason": ""}, {"status": "fixed", "reason": ""}],
-        "other": [{"status": "fixed", "reason": ""}],
-    }
-    counts = final_counts(events, {"a", "b", "c", "d", "e"})
-    assert counts["submitted"] == 5 and counts["fixed"] == 2
-    assert counts["failed_with_reason"] == 1 and counts["failed_silently"] == 1
-    assert counts["lost"] == 1 and counts["duplicated"] == 1
-    assert counts["reasons"][0][0] == "RetryBudgetExhaustedError"
 
 
 def test_w7_environments_cold_in_seconds_warm_in_milliseconds():
