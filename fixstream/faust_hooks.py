@@ -144,7 +144,9 @@ class Ledger:
 
     next: dict[Any, int] = field(default_factory=dict)
     """Per partition, the offset the fetch sequence is at: the next record yielded must be
-    this one, or the log does not have the ones in between."""
+    this one, or the log does not have the ones in between. Only partitions assigned and
+    sought to their committed offset since (``perform_seek``): before that, Faust's head
+    for them is not known."""
     batch: Mapping[Any, list[Any]] | None = None
     """The records of the batch ``getmany`` is yielding (the position is already past them)."""
     holes: dict[Any, int] = field(default_factory=dict)
@@ -238,8 +240,19 @@ def rewind_undelivered() -> None:
 
         return perform_seek
 
+    def make_on_revoked(original: Any) -> Any:
+        async def on_partitions_revoked(self: Consumer, revoked: Any) -> None:
+            book = ledger(self)
+            for tp in revoked:  # known again only once the next perform_seek has run
+                book.next.pop(tp, None)
+                book.holes.pop(tp, None)
+            await original(self, revoked)
+
+        return on_partitions_revoked
+
     _hook(Consumer, "seek", make_seek)
     _hook(Consumer, "perform_seek", make_perform_seek)
+    _hook(Consumer, "on_partitions_revoked", make_on_revoked)
 
 
 def _yielded(consumer: Consumer, book: Ledger, tp: Any, offset: int) -> None:
@@ -248,13 +261,15 @@ def _yielded(consumer: Consumer, book: Ledger, tp: Any, offset: int) -> None:
     (Faust's own ``_add_gap`` starts one past the committed offset, so an absent head, e.g.
     the marker a transaction leaves, would hold the commit forever.)"""
     expected = book.next.get(tp)
-    if expected is not None and offset > expected:
+    if expected is None:
+        return  # not sought since its assignment: where the sequence starts is not known
+    if offset > expected:
         start = max(expected, head_of(consumer, tp))
         if start < offset:
             gaps = consumer._gap[tp]
             gaps.addi(start, offset)
             gaps.merge_overlaps()
-    book.next[tp] = max(offset + 1, expected or 0)
+    book.next[tp] = max(offset + 1, expected)
 
 
 HOLE_COMMITS = 2

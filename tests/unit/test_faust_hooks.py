@@ -250,3 +250,17 @@ async def test_the_bounded_wait_lets_the_rebalance_go_on(consumer):
     await consumer.wait_empty()
     assert asyncio.get_running_loop().time() - started < 5
     assert committed and stuck in consumer._unacked_messages
+
+
+async def test_a_partition_revoked_and_assigned_again_is_not_rewound_before_its_seek(consumer):
+    """After a rebalance Faust forgets the committed offset of a revoked partition; until the
+    seek to the committed offset, its head is unknown, not 0 (the first soak rewound
+    partitions to 0 that had 15 committed)."""
+    book = faust_hooks.ledger(consumer)
+    consumer._committed_offset[TP] = 15
+    book.next[TP] = 20
+    await consumer.on_partitions_revoked({TP})
+    faust_hooks._yielded(consumer, book, TP, 21)  # a record fetched before the seek
+    for _ in range(faust_hooks.HOLE_COMMITS + 1):
+        await consumer.force_commit()
+    assert consumer.seeks == []
