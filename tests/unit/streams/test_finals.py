@@ -16,6 +16,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner
+from fakes import FakeTopic
 from faust.exceptions import ConsumerNotStarted
 
 from fixstream.config import Settings
@@ -49,17 +50,13 @@ def partition_of(bug_id: str) -> int:
     return DefaultPartitioner()(bug_id.encode(), every, every)
 
 
-class FakeTopic:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sent: list[Any] = []
-        self.dead_letters = SimpleNamespace(sent=[], send=self._dead_letter)
+class NamedTopic(FakeTopic):
+    """A fake topic with its name and dead letters (``dead_letters.sent``)."""
 
-    async def send(self, key: str, value: Any) -> asyncio.Future[None]:
-        self.sent.append(value)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.dead_letters = SimpleNamespace(sent=[], send=self._dead_letter)
 
     async def _dead_letter(self, message: Any, exc: BaseException, *, stage: str) -> None:
         self.dead_letters.sent.append((message, type(exc).__name__, stage))
@@ -112,7 +109,7 @@ def make_finals(owned: set[int] | None = None, redrives: int = 2) -> Finals:
     )
     f.settings = Settings(broker="localhost:9092")
     f.candidates, f.fixes, f.status = (
-        FakeTopic("bugs.final"), FakeTopic("fixes"), FakeTopic("bugs.status"),
+        NamedTopic("bugs.final"), NamedTopic("fixes"), NamedTopic("bugs.status"),
     )  # fmt: skip
     f.stuck_after_s, f.max_redrives = 4.0, redrives
     f.published = FakePublished()  # type: ignore[assignment]
@@ -452,6 +449,24 @@ class FixesConsumer:
         return self.read[tp]
 
 
+def fails_once(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, records: dict[int, list[tuple[str, str]]]
+) -> SimpleNamespace:
+    """Patch ``finals.reader``: its first opening raises ``error``, the next ones read
+    ``records`` (as FixesConsumer takes them). The answer's ``opened`` counts the openings."""
+    reader = SimpleNamespace(opened=0)
+
+    @asynccontextmanager
+    async def opens(settings: Settings, topics: list[str]):
+        reader.opened += 1
+        if reader.opened == 1:
+            raise error
+        yield FixesConsumer(records)
+
+    monkeypatch.setattr(finals, "reader", opens)
+    return reader
+
+
 @pytest.fixture
 def fast(monkeypatch):
     monkeypatch.setattr(finals, "RETRY_S", 0.01)
@@ -478,37 +493,21 @@ async def test_holds_restarts_a_dead_follower_and_answers_once_it_read_to_the_en
     fast, monkeypatch
 ):
     published = PublishedLog(Settings(broker="localhost:9092"))
-    attempts = 0
-
-    @asynccontextmanager
-    async def reader(settings: Settings, topics: list[str]):
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
-            raise RuntimeError("follower bug")  # not a broker error: the follower dies
-        yield FixesConsumer({0: [("b1", "validate")], 1: [("b2", "dlq:analysis")]})
-
-    monkeypatch.setattr(finals, "reader", reader)
+    reader = fails_once(
+        monkeypatch,
+        RuntimeError("follower bug"),  # not a broker error: the follower dies
+        {0: [("b1", "validate")], 1: [("b2", "dlq:analysis")]},
+    )
     assert await asyncio.wait_for(published.holds("b1"), timeout=5) is True
-    assert attempts == 2
+    assert reader.opened == 2
     assert await published.holds("b2") is False, "a dead letter may be replayed"
     published.start().cancel()
 
 
 async def test_the_follower_survives_a_broker_error(fast, monkeypatch):
     published = PublishedLog(Settings(broker="localhost:9092"))
-    attempts = 0
-
-    @asynccontextmanager
-    async def reader(settings: Settings, topics: list[str]):
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
-            raise KafkaConnectionError("broker away")
-        yield FixesConsumer({0: [("b1", "validate")]})
-
-    monkeypatch.setattr(finals, "reader", reader)
+    reader = fails_once(monkeypatch, KafkaConnectionError("broker away"), {0: [("b1", "validate")]})
     task = published.start()
     assert await asyncio.wait_for(published.holds("b1"), timeout=5) is True
-    assert attempts == 2 and not task.done()
+    assert reader.opened == 2 and not task.done()
     task.cancel()

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fakes import FakeTopic, report, retried, rootcaused
 from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
@@ -25,19 +26,7 @@ from fixstream.app import create_app
 from fixstream.config import Settings
 from fixstream.llm.gateway import Gateway
 from fixstream.llm.transport import ScriptedTransport
-from fixstream.schemas import (
-    AnalyzedBug,
-    BugReport,
-    ChunkRef,
-    ChunkResult,
-    ChunkTask,
-    Evidence,
-    RepoRef,
-    ReproducedBug,
-    Reproduction,
-    RootCausedBug,
-    StageMeta,
-)
+from fixstream.schemas import ChunkRef, ChunkResult, ChunkTask
 from fixstream.streams.scatter import DEADLINE_TASK, Gathers, ScatterGather, partition_of
 from fixstream.streams.stage import Outcome
 
@@ -46,17 +35,6 @@ PARTITIONS = 8
 
 class Killed(BaseException):
     """What SIGKILL looks like from inside a coroutine: nothing after it runs."""
-
-
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    async def send(self, key: str, value: Any) -> asyncio.Future[None]:
-        self.sent.append(value)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 class FakeApp:
@@ -101,30 +79,6 @@ def _scatter_gather(
     return sg, fake
 
 
-def _report(bug_id: str = "b1") -> BugReport:
-    return BugReport(bug_id=bug_id, title="t", repo=RepoRef(path="/tmp"))
-
-
-def _rootcaused(attempt: int = 0) -> RootCausedBug:
-    analyzed = AnalyzedBug(
-        bug_id="b1", meta=StageMeta(stage="analysis"), report=_report(), repo_dir="/tmp",
-        evidence=Evidence(),
-    )  # fmt: skip
-    reproduced = ReproducedBug(
-        bug_id="b1", meta=StageMeta(stage="reproduce"), analyzed=analyzed,
-        reproduction=Reproduction(reproduced=False),
-    )  # fmt: skip
-    return RootCausedBug(
-        bug_id="b1", meta=StageMeta(stage="root_cause", attempt=attempt), reproduced=reproduced
-    )
-
-
-def _retry(bug: RootCausedBug) -> RootCausedBug:
-    """What validate sends back to fix when no candidate passed."""
-    meta = bug.meta.model_copy(update={"attempt": bug.meta.attempt + 1})
-    return bug.model_copy(update={"meta": meta, "feedback": "tests failed"})
-
-
 def _task(i: int, fan_out: int, stage: str = "root_cause", attempt: int = 0) -> ChunkTask:
     chunk = ChunkRef(chunk_id=f"c{i}", path="m.py", start_line=1, end_line=2, tokens=5)
     task_id = f"fix:c{i}:{attempt}" if stage == "fix" else f"{stage}:c{i}"  # as the stages do
@@ -157,6 +111,27 @@ def _event(value: Any) -> SimpleNamespace:
     return SimpleNamespace(value=value, message=None)
 
 
+async def _finish_started(
+    release: asyncio.Event,
+) -> tuple[ScatterGather, FakeStage, list[ChunkTask], asyncio.Task[None], list[bool]]:
+    """A root cause gather of one task whose answer is in: its finisher has started, recorded
+    whether the gather was complete (in the list returned) and waits for ``release``; the task
+    handling the answer is returned unawaited."""
+    completes: list[bool] = []
+
+    async def finish(context, results, complete, elapsed):
+        completes.append(complete)
+        await release.wait()
+        return Outcome(output=context)
+
+    sg, stage = _scatter_gather(finish)
+    tasks = _tasks(1)
+    await sg.scatter("root_cause", report(), tasks)
+    finishing = asyncio.create_task(sg._gather(_event(_answer(tasks[0]))))
+    await asyncio.sleep(0)
+    return sg, stage, tasks, finishing, completes
+
+
 async def test_a_worker_killed_while_finishing_leaves_the_gather_to_the_redelivery():
     calls: list[int] = []
 
@@ -168,7 +143,7 @@ async def test_a_worker_killed_while_finishing_leaves_the_gather_to_the_redelive
 
     sg, stage = _scatter_gather(finish)
     tasks = _tasks(2)
-    await sg.scatter("root_cause", _report(), tasks)
+    await sg.scatter("root_cause", report(), tasks)
     await sg._gather(_event(_answer(tasks[0])))
     with pytest.raises(Killed):
         await sg._gather(_event(_answer(tasks[1])))
@@ -186,18 +161,7 @@ async def test_a_worker_killed_while_finishing_leaves_the_gather_to_the_redelive
 
 async def test_a_deadline_nudge_racing_the_last_result_finishes_the_gather_once():
     release = asyncio.Event()
-    calls: list[bool] = []
-
-    async def finish(context, results, complete, elapsed):
-        calls.append(complete)
-        await release.wait()
-        return Outcome(output=context)
-
-    sg, stage = _scatter_gather(finish)
-    tasks = _tasks(1)
-    await sg.scatter("root_cause", _report(), tasks)
-    last = asyncio.create_task(sg._gather(_event(_answer(tasks[0]))))
-    await asyncio.sleep(0)
+    sg, stage, _, last, calls = await _finish_started(release)
     await sg._gather(_event(_nudge()))  # the deadline timer's nudge while the finisher runs
     release.set()
     await last
@@ -211,17 +175,8 @@ async def test_a_gather_scattered_again_while_the_last_one_finishes_is_kept():
     """A watchdog re-drive re-scatters a bug whose gather is finishing: the finish must not
     delete the new gather's entry, or its results would find none."""
     release = asyncio.Event()
-
-    async def finish(context, results, complete, elapsed):
-        await release.wait()
-        return Outcome(output=context)
-
-    sg, _ = _scatter_gather(finish)
-    tasks = _tasks(1)
-    await sg.scatter("root_cause", _report(), tasks)
-    finishing = asyncio.create_task(sg._gather(_event(_answer(tasks[0]))))
-    await asyncio.sleep(0)
-    await sg.scatter("root_cause", _report(), tasks)
+    sg, _, tasks, finishing, _ = await _finish_started(release)
+    await sg.scatter("root_cause", report(), tasks)
     release.set()
     await finishing
     assert sg.gathers.table[Gathers.key("root_cause", "b1", 0)]["results"] == {}
@@ -239,7 +194,7 @@ async def test_a_stale_nudge_or_late_result_does_not_finish_the_next_attempts_ga
         return Outcome(output=context)
 
     sg, stage = _scatter_gather(finish, stage="fix")
-    first = _rootcaused()
+    first = rootcaused()
     tasks = _tasks(2, "fix", attempt=0)
     await sg.scatter("fix", first, tasks)
     (stale_nudge,) = sg.gathers.overdue(time.time() + 3600, owns=lambda bug_id: True)
@@ -247,7 +202,7 @@ async def test_a_stale_nudge_or_late_result_does_not_finish_the_next_attempts_ga
         await sg._gather(_event(_answer(task)))
     assert finished == [(0, ["fix:c0:0", "fix:c1:0"], True)]
 
-    retry = _retry(first)
+    retry = retried(first)
     retry_tasks = _tasks(2, "fix", attempt=1)
     await sg.scatter("fix", retry, retry_tasks)
     await sg._gather(_event(stale_nudge))
@@ -274,8 +229,8 @@ async def test_a_result_of_a_task_the_gather_did_not_send_is_not_counted():
         return Outcome(output=context)
 
     sg, _ = _scatter_gather(finish)
-    await sg.scatter("root_cause", _report(), _tasks(4))
-    await sg.scatter("root_cause", _report(), _tasks(2))
+    await sg.scatter("root_cause", report(), _tasks(4))
+    await sg.scatter("root_cause", report(), _tasks(2))
     for i in (3, 2, 0):
         await sg._gather(_event(_answer(_task(i, 4))))
     assert finished == []
@@ -290,7 +245,7 @@ async def test_a_finisher_that_fails_dead_letters_the_bug_and_ends_the_gather():
 
     sg, stage = _scatter_gather(finish)
     tasks = _tasks(1)
-    await sg.scatter("root_cause", _report(), tasks)
+    await sg.scatter("root_cause", report(), tasks)
     await sg._gather(_event(_answer(tasks[0])))
     assert stage.dead == ["b1: no candidate"]
     assert sg.gathers.table == {}
@@ -315,7 +270,7 @@ async def test_the_deadline_timer_nudges_only_the_gathers_of_partitions_this_wor
 
     sg, _ = _scatter_gather(finish, app=app)
     for bug_id in (mine, theirs):
-        await sg.scatter("root_cause", _report(bug_id), _tasks(2))
+        await sg.scatter("root_cause", report(bug_id), _tasks(2))
     sg.gathers.table["root_cause|b-old"] = {"stage": "root_cause", "bug_id": mine}  # pre-attempt
     for entry in sg.gathers.table.values():
         entry["deadline"] = 0.0  # long past

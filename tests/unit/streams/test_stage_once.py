@@ -7,29 +7,11 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from fixstream.schemas import (
-    AnalyzedBug,
-    BugReport,
-    Evidence,
-    RepoRef,
-    ReproducedBug,
-    Reproduction,
-    RootCausedBug,
-    StageMeta,
-)
+from fakes import FakeTopic, report, retried, rootcaused
+
+from fixstream.schemas import RootCausedBug
 from fixstream.streams.finals import REDRIVE_HEADER
 from fixstream.streams.stage import Once, Outcome, Stage, attempt_of
-
-
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    async def send(self, key: str, value: Any) -> asyncio.Future[None]:
-        self.sent.append(value)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 class FakeDeadLetters:
@@ -37,31 +19,26 @@ class FakeDeadLetters:
         return SimpleNamespace(error_class=type(exc).__name__, reason=str(exc))
 
 
-def _report() -> BugReport:
-    return BugReport(bug_id="b1", title="t", repo=RepoRef(path="/tmp"))
-
-
-def _rootcaused() -> RootCausedBug:
-    analyzed = AnalyzedBug(
-        bug_id="b1", meta=StageMeta(stage="analysis"), report=_report(), repo_dir="/tmp",
-        evidence=Evidence(),
-    )  # fmt: skip
-    reproduced = ReproducedBug(
-        bug_id="b1", meta=StageMeta(stage="reproduce"), analyzed=analyzed,
-        reproduction=Reproduction(reproduced=False),
-    )  # fmt: skip
-    return RootCausedBug(bug_id="b1", meta=StageMeta(stage="root_cause"), reproduced=reproduced)
-
-
-def _retry(bug: RootCausedBug) -> RootCausedBug:
-    """What validate sends back to fix when no candidate passed."""
-    meta = bug.meta.model_copy(update={"attempt": bug.meta.attempt + 1})
-    return bug.model_copy(update={"meta": meta, "feedback": "tests failed"})
-
-
 def _fix_stage(handler: Any) -> tuple[Stage, dict[str, FakeTopic]]:
     topics = {name: FakeTopic() for name in ("bugs.status", "bugs.patched", "bugs.summaries")}
     return Stage("fix", handler, "bugs.patched", topics, FakeDeadLetters()), topics  # type: ignore[arg-type]
+
+
+def _recording_fix_stage(
+    release: asyncio.Event | None = None,
+) -> tuple[Stage, dict[str, FakeTopic], list[int]]:
+    """A fix stage whose handler records each run's attempt, waits for ``release`` if given,
+    and passes its input on as its output."""
+    calls: list[int] = []
+
+    async def handler(bug: RootCausedBug) -> Outcome:
+        calls.append(bug.meta.attempt)
+        if release is not None:
+            await release.wait()
+        return Outcome(output=bug)
+
+    stage, topics = _fix_stage(handler)
+    return stage, topics, calls
 
 
 def _event(value: Any, headers: tuple[tuple[str, bytes], ...] = ()) -> SimpleNamespace:
@@ -76,21 +53,15 @@ def _states(topics: dict[str, FakeTopic]) -> list[str]:
 
 
 def test_the_attempt_of_an_input_is_the_retry_number_validate_set():
-    bug = _rootcaused()
-    assert attempt_of(_report()) == 0  # a report has no meta
+    bug = rootcaused()
+    assert attempt_of(report()) == 0  # a report has no meta
     assert attempt_of(bug) == 0
-    assert attempt_of(_retry(_retry(bug))) == 2
+    assert attempt_of(retried(retried(bug))) == 2
 
 
 async def test_a_redelivered_input_is_dropped_once_its_output_was_emitted():
-    calls: list[int] = []
-
-    async def handler(bug: RootCausedBug) -> Outcome:
-        calls.append(bug.meta.attempt)
-        return Outcome(output=bug)
-
-    stage, topics = _fix_stage(handler)
-    bug = _rootcaused()
+    stage, topics, calls = _recording_fix_stage()
+    bug = rootcaused()
     await stage.process(_event(bug))
     await stage.process(_event(bug))  # Faust redelivers from the committed offset
     assert calls == [0]
@@ -101,15 +72,8 @@ async def test_a_redelivered_input_is_dropped_once_its_output_was_emitted():
 async def test_a_redelivery_while_the_first_run_is_in_flight_waits_for_it_then_is_dropped():
     """Its ack must not overtake the first run's output, which may not exist yet."""
     release = asyncio.Event()
-    calls: list[int] = []
-
-    async def handler(bug: RootCausedBug) -> Outcome:
-        calls.append(bug.meta.attempt)
-        await release.wait()
-        return Outcome(output=bug)
-
-    stage, topics = _fix_stage(handler)
-    bug = _rootcaused()
+    stage, topics, calls = _recording_fix_stage(release)
+    bug = rootcaused()
     first = asyncio.create_task(stage.process(_event(bug)))
     await asyncio.sleep(0)
     again = asyncio.create_task(stage.process(_event(bug)))
@@ -122,29 +86,17 @@ async def test_a_redelivery_while_the_first_run_is_in_flight_waits_for_it_then_i
 
 
 async def test_the_next_attempt_of_the_same_bug_runs():
-    calls: list[int] = []
-
-    async def handler(bug: RootCausedBug) -> Outcome:
-        calls.append(bug.meta.attempt)
-        return Outcome(output=bug)
-
-    stage, topics = _fix_stage(handler)
-    bug = _rootcaused()
+    stage, topics, calls = _recording_fix_stage()
+    bug = rootcaused()
     await stage.process(_event(bug))
-    await stage.process(_event(_retry(bug)))
+    await stage.process(_event(retried(bug)))
     assert calls == [0, 1]
     assert len(topics["bugs.patched"].sent) == 2
 
 
 async def test_a_watchdog_redrive_runs_again_and_its_own_redelivery_is_dropped():
-    calls: list[int] = []
-
-    async def handler(bug: RootCausedBug) -> Outcome:
-        calls.append(bug.meta.attempt)
-        return Outcome(output=bug)
-
-    stage, topics = _fix_stage(handler)
-    bug = _rootcaused()
+    stage, topics, calls = _recording_fix_stage()
+    bug = rootcaused()
     redriven = ((REDRIVE_HEADER, b"1"),)
     for headers in ((), redriven, redriven):
         await stage.process(_event(bug, headers))
@@ -162,7 +114,7 @@ async def test_a_dead_lettered_input_runs_again_so_a_replay_from_the_dlq_works()
         return Outcome(output=bug)
 
     stage, topics = _fix_stage(handler)
-    bug = _rootcaused()
+    bug = rootcaused()
     await stage.process(_event(bug))
     await stage.process(_event(bug))
     assert calls == [0, 0]
