@@ -592,7 +592,7 @@ def bench(
             out=out.resolve(), bugs=bugs, workers=workers, kill_every_s=kill_every,
             joiner_every_s=joiner, pause_broker_s=pause_broker, faults=faults or DEFAULT_FAULTS,
             time_scale=time_scale, submit_over_s=min(20.0, 0.3 * bugs),
-            timeout_s=max(900.0, 6.0 * bugs),
+            stuck_after_s=max(300.0, 4.0 * bugs), timeout_s=max(900.0, 8.0 * bugs),
         )  # fmt: skip
         console.print(f"LLM SIMULATOR (not a real model), soak; output in {out}")
         results = asyncio.run(run_soak(soak_cfg))

@@ -56,9 +56,11 @@ class SoakConfig:
     submit_over_s: float = 20.0
     """Bugs arrive spread over this long, so kills land while bugs are in every stage."""
     stuck_after_s: float = 300.0
-    """The watchdog's limit: a bug silent this long is failed with its stage, within the run.
-    A bug waiting behind a backlog is silent too: at 120 s, 200 bugs with a kill every 8 s
-    had 58 failed that were only queued."""
+    """The watchdog's limit: a bug silent this long is re-driven, then failed. A bug waiting
+    behind a backlog is silent too: at 120 s, 200 bugs with a kill every 8 s had 58 failed
+    that were only queued; at 300 s, 300 bugs with a kill every 7 s and a joiner had bugs
+    re-driven after 365 s that were only queued behind reproduce (30 bugs a minute on 2
+    cores). The CLI scales it with the bugs."""
     timeout_s: float = 900.0
     seed: int = 1
 
