@@ -311,6 +311,13 @@ def commit_contiguous() -> None:
     the lowest acked offset (or known-absent one) must be the head itself, else nothing is
     committed.
 
+    A message Faust's stream skips (it came from an older rebalance generation, or arrived
+    while the flow was stopped) is acked by Faust "so that the lag does not grow", though no
+    agent saw it: the 300-bug soak lost two validated candidates on ``bugs.final`` that way,
+    the "validated fix reported failed". A skipped message is never tracked, so an untracked
+    message's ack is refused here (``streams.topics`` tracks an undecodable message once it is
+    dead-lettered, whose ack is real).
+
     And a head that was fetched but that no agent holds (neither in flight nor buffered) is
     sought back to: with acked records above it (a hole), or alone at the end of its
     partition (Faust's stream skips a message of an older rebalance generation without
@@ -335,8 +342,17 @@ def commit_contiguous() -> None:
 
         return force_commit
 
+    def make_ack(original: Any) -> Any:
+        def ack(self: Consumer, message: Any) -> bool:
+            if not message.tracked:
+                return False  # skipped by the stream, never processed: see ``commit_contiguous``
+            return original(self, message)
+
+        return ack
+
     _hook(Consumer, "_new_offset", make_new_offset)
     _hook(Consumer, "force_commit", make_force_commit)
+    _hook(Consumer, "ack", make_ack)
 
 
 async def _rewind_unheld_heads(consumer: Consumer) -> None:

@@ -187,6 +187,8 @@ class PublishedLog:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ids: dict[str, str] = {}
+        self.decided_at: dict[str, float] = {}
+        """When each bug's latest fix event was written (seconds, the record's timestamp)."""
         self.positions: dict[TopicPartition, int] = {}
         """How far the follower's current consumer has read each partition of ``fixes``."""
         self._consumer: AIOKafkaConsumer | None = None
@@ -236,9 +238,21 @@ class PublishedLog:
 
     def _note(self, record: ConsumerRecord) -> None:
         try:
-            self.ids[record.key.decode()] = orjson.loads(record.value)["meta"]["stage"]
+            bug_id = record.key.decode()
+            self.ids[bug_id] = orjson.loads(record.value)["meta"]["stage"]
+            self.decided_at[bug_id] = max(self.decided_at.get(bug_id, 0.0), record.timestamp / 1000)
         except (AttributeError, ValueError, KeyError, TypeError):
             log.warning("fixes[%d]@%d is not a fix event: skipped", record.partition, record.offset)
+
+    def decided_after(self, bug_id: str, written_at: float) -> bool:
+        """Whether ``bug_id``'s fix event was written after a stage input written at
+        ``written_at``: the input is a redelivery from before the verdict. A dead-lettered
+        bug's input redelivered after a rebalance would otherwise be processed again and its
+        verdict would supersede the dead letter's (the 300-bug soak: 53 bugs with two fix
+        events). A replay (``fixstream dlq replay``) or a re-drive writes a new record, later
+        than the verdict, and runs."""
+        at = self.decided_at.get(bug_id)
+        return at is not None and 0 < written_at < at
 
     def final(self, bug_id: str) -> bool:
         """A final event no later run may replace: anything but a dead letter's, which an
@@ -344,6 +358,7 @@ class Finals:
         else:
             await (await self.fixes.send(key=bug_id, value=fix))
             self.published.ids[bug_id] = fix.meta.stage
+            self.published.decided_at[bug_id] = time.time()
             outcome = f"{fix.status}: {fix.reason}"
         await self._report(bug_id, FINAL, "done", outcome[:500])
 

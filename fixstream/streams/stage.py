@@ -128,8 +128,11 @@ class Stage:
         sink: str,
         topics: Any,
         dead_letters: DeadLetters,
+        decided_after: Callable[[str, float], bool] | None = None,
     ) -> None:
         self.name = name
+        self.decided_after = decided_after
+        """``PublishedLog.decided_after``: drops inputs written before their bug's verdict."""
         self.handler = handler
         self.sink = sink
         self.topics = topics
@@ -160,6 +163,12 @@ class Stage:
         A dead-lettered run is not remembered: a replay from the DLQ runs again.
         """
         value = event.value
+        written_at = event.message.timestamp or 0.0
+        if self.decided_after is not None and self.decided_after(value.bug_id, written_at):
+            telemetry.active().metrics.stage_outcomes.labels(self.name, "decided").inc()
+            log.info("%s: %s has its fix event already; dropping an older input", self.name,
+                     value.bug_id)  # fmt: skip
+            return
         key = (value.bug_id, self.name, attempt_of(value), redrive_of(event.message))
         ended, repeated = await self.handled.run(key, lambda: self._run(event))
         if repeated:

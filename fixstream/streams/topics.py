@@ -49,6 +49,7 @@ class DeadLetteringTopic(faust.Topic):
                 return await decode(message, propagate=True)
             except (KeyDecodeError, ValueDecodeError) as exc:
                 await self._dead_letter(exc, message)
+                message.tracked = True  # dealt with: the ack Faust sends next counts
                 if propagate:
                     raise
                 return None

@@ -264,3 +264,25 @@ async def test_a_partition_revoked_and_assigned_again_is_not_rewound_before_its_
     for _ in range(faust_hooks.HOLE_COMMITS + 1):
         await consumer.force_commit()
     assert consumer.seeks == []
+
+
+async def test_a_message_the_stream_skipped_is_not_acked(consumer):
+    """Faust's stream acks a message it skips (an older rebalance generation, a stopped flow)
+    "so that the lag does not grow": the 300-bug soak lost two validated candidates so. A
+    skipped message was never tracked; a processed one always is."""
+    from faust.types.tuples import ConsumerMessage
+
+    consumer.app.topics._acking_topics.add(TP.topic)
+
+    def message(offset: int, tracked: bool) -> ConsumerMessage:
+        m = ConsumerMessage(TP.topic, TP.partition, offset, 0.0, 0, [], b"k", b"v", None)
+        m.tracked = tracked
+        return m
+
+    assert unhooked(Consumer.ack)(consumer, message(0, tracked=False))  # Faust alone: acked
+    consumer._acked[TP].clear()
+    consumer._acked_index[TP].clear()
+    assert not consumer.ack(message(0, tracked=False))
+    assert consumer._acked[TP] == []
+    assert consumer.ack(message(0, tracked=True))
+    assert consumer._new_offset(TP) == 1

@@ -93,6 +93,7 @@ class FakeProducer:
 class FakePublished:
     def __init__(self) -> None:
         self.ids: dict[str, str] = {}
+        self.decided_at: dict[str, float] = {}
 
     def final(self, bug_id: str) -> bool:
         return PublishedLog.final(self, bug_id)  # type: ignore[arg-type]

@@ -41,10 +41,13 @@ def _recording_fix_stage(
     return stage, topics, calls
 
 
-def _event(value: Any, headers: tuple[tuple[str, bytes], ...] = ()) -> SimpleNamespace:
+def _event(
+    value: Any, headers: tuple[tuple[str, bytes], ...] = (), written_at: float = 1000.0
+) -> SimpleNamespace:
     message = SimpleNamespace(
-        key=b"b1", topic="bugs.rootcaused", partition=0, offset=7, headers=list(headers)
-    )
+        key=b"b1", topic="bugs.rootcaused", partition=0, offset=7, headers=list(headers),
+        timestamp=written_at,
+    )  # fmt: skip
     return SimpleNamespace(value=value, message=message)
 
 
@@ -133,3 +136,19 @@ async def test_once_remembers_only_the_last_keys():
         value, _ = await once.run(key, lambda key=key: work(key))
         assert value == key.upper()
     assert runs == ["a", "b", "c", "b"]  # "a" was used after "b": "b" was forgotten first
+
+
+async def test_an_input_written_before_its_bug_got_its_fix_event_is_dropped():
+    """The 300-bug soak: reproduce dead-lettered a bug (its failed fix event was out), the
+    input was redelivered after a rebalance and the bug got a second, "fixed", event."""
+    from fixstream.config import Settings
+    from fixstream.streams.finals import PublishedLog
+
+    published = PublishedLog(Settings())
+    published.ids["b1"], published.decided_at["b1"] = "dlq:fix", 2000.0
+    stage, topics, calls = _recording_fix_stage()
+    stage.decided_after = published.decided_after
+    await stage.process(_event(rootcaused(), written_at=1000.0))  # from before the verdict
+    assert calls == [] and topics["bugs.status"].sent == []
+    await stage.process(_event(rootcaused(), written_at=3000.0))  # a replay: a new record
+    assert calls == [0]
