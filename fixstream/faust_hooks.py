@@ -384,6 +384,9 @@ async def _rewind_unheld_heads(consumer: Consumer) -> None:
             await _rewind(consumer, tp, head, f"no agent holds {head}, {after}")
 
 
+_rebalance_wait_s = 10.0
+
+
 def bounded_rebalance_wait(seconds: float) -> None:
     """Faust's ``wait_empty`` holds a rebalance until every message in flight is acked, with
     no bound (17.7 s seen; a validate may take 120 s), and cannot be cancelled from outside
@@ -391,10 +394,13 @@ def bounded_rebalance_wait(seconds: float) -> None:
     commits what is done and lets the rebalance go on; the rest is never acked
     (``streams.inflight``) and the partition's next owner redoes it."""
     check_versions()
+    global _rebalance_wait_s
+    _rebalance_wait_s = seconds  # the hook installs once; the latest setting counts
 
     def make(_: Any) -> Any:
         async def wait_empty(self: Consumer) -> None:
             loop = asyncio.get_running_loop()
+            seconds = _rebalance_wait_s
             deadline = loop.time() + seconds
             while not self.should_stop and self._unacked_messages:
                 if loop.time() >= deadline:

@@ -246,9 +246,7 @@ async def test_the_bounded_wait_lets_the_rebalance_go_on(consumer):
 
     consumer.commit_and_end_transactions = commit_and_end_transactions
     consumer.commit = commit_and_end_transactions
-    started = asyncio.get_running_loop().time()
-    await consumer.wait_empty()
-    assert asyncio.get_running_loop().time() - started < 5
+    await asyncio.wait_for(consumer.wait_empty(), 30)  # Faust's never returns (or cancels)
     assert committed and stuck in consumer._unacked_messages
 
 
