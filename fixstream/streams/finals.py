@@ -45,6 +45,7 @@ from faust.exceptions import ConsumerNotStarted
 from fixstream.config import Settings
 from fixstream.kafka import reader
 from fixstream.schemas import FixEvent, StageMeta, StatusEvent
+from fixstream.streams.inflight import run_concurrently
 from fixstream.streams.topics import Topics
 from fixstream.telemetry import WORKER_ID
 
@@ -336,15 +337,21 @@ class Finals:
         leave the bug with no fix event and nothing to notice. Candidates are our own events
         (an undecodable one is dead-lettered by the topic), so what fails here is the broker
         or the ``fixes`` follower, which a restart retries."""
-        async for fix in stream:
-            try:
-                await self._decide(fix)
-            except Exception:
-                log.critical(
-                    "finalizer: no decision on %s's %s candidate from %s: exiting unacked",
-                    fix.bug_id, fix.status, fix.meta.stage, exc_info=True,
-                )  # fmt: skip
-                os._exit(EXIT_UNACKED)
+        await run_concurrently(stream, self._finalize_one, 1)
+
+    async def _finalize_one(self, event: faust.EventT) -> None:
+        """One candidate, acked only once decided. Faust's own ``async for`` acks the event
+        an agent is cancelled in (a worker stopping gracefully, SIGTERM): the 60-bug soak
+        lost a validated candidate when its joining worker left mid-decision."""
+        fix: FixEvent = event.value
+        try:
+            await self._decide(fix)
+        except Exception:
+            log.critical(
+                "finalizer: no decision on %s's %s candidate from %s: exiting unacked",
+                fix.bug_id, fix.status, fix.meta.stage, exc_info=True,
+            )  # fmt: skip
+            os._exit(EXIT_UNACKED)
 
     async def _decide(self, fix: FixEvent) -> None:
         """Publish the bug's first candidate, drop the others; FINAL either way, which
@@ -367,16 +374,19 @@ class Finals:
         reason to exit: it is bookkeeping, the bug's next status brings its entry up to
         date (and a stuck bug is re-driven, which makes more), while an exit would stop
         every worker that owns the partition in turn on the same event."""
-        async for event in stream.events():
-            status: StatusEvent = event.value
+        await run_concurrently(stream, self._follow_one, 1)
+
+    async def _follow_one(self, event: faust.EventT) -> None:
+        """One status, acked once tracked (see ``_finalize_one``)."""
+        status: StatusEvent = event.value
+        try:
+            await self._track(status)
+        except Exception as exc:
+            log.exception("progress: could not track %s %s", status.bug_id, status.stage)
             try:
-                await self._track(status)
-            except Exception as exc:
-                log.exception("progress: could not track %s %s", status.bug_id, status.stage)
-                try:
-                    await self.status.dead_letters.send(event.message, exc, stage="progress")
-                except Exception:
-                    log.exception("progress: could not dead-letter %s's status", status.bug_id)
+                await self.status.dead_letters.send(event.message, exc, stage="progress")
+            except Exception:
+                log.exception("progress: could not dead-letter %s's status", status.bug_id)
 
     async def _track(self, status: StatusEvent) -> None:
         bug_id = status.bug_id

@@ -366,15 +366,11 @@ def candidate(stage: str = "validate", status_: str = "fixed") -> FixEvent:
     return FixEvent(bug_id="b1", meta=StageMeta(stage=stage), status=status_, reason="r")
 
 
-async def stream_of(*items: Any):
-    for item in items:
-        yield item
-
-
 async def test_the_finalizer_publishes_the_first_candidate_and_reports_final_for_each():
     f = make_finals()
     first = candidate()
-    await f._finalize(stream_of(first, candidate(WATCHDOG, "failed")))
+    for fix in (first, candidate(WATCHDOG, "failed")):
+        await f._finalize_one(SimpleNamespace(value=fix))
     assert f.fixes.sent == [first]
     assert [s.stage for s in f.status.sent] == [FINAL, FINAL]
     assert f.status.sent[0].message == "fixed: r"
@@ -396,7 +392,7 @@ async def test_the_finalizer_exits_unacked_when_it_cannot_decide(monkeypatch):
 
     monkeypatch.setattr(os, "_exit", exit_)
     with pytest.raises(Exited):
-        await f._finalize(stream_of(candidate()))
+        await f._finalize_one(SimpleNamespace(value=candidate()))
     assert codes == [70] and not f.fixes.sent
 
 
@@ -409,7 +405,8 @@ async def test_a_status_that_cannot_be_tracked_is_dead_lettered_and_the_next_one
 
     f.candidates.send = send_fails  # type: ignore[method-assign]
     events = [SimpleNamespace(value=s, message=f"m{i}") for i, s in enumerate([bad, status()])]
-    await f._follow(SimpleNamespace(events=lambda: stream_of(*events)))
+    for event in events:
+        await f._follow_one(event)
     assert f.status.dead_letters.sent == [("m0", "RuntimeError", "progress")]
     assert "b1" in f.progress and "bad" not in f.progress
 
