@@ -62,7 +62,8 @@ def bases() -> dict[Path, frozenset[str]]:
         for run in base.iterdir():
             owner = run.name.split("-")[0]
             if run.is_dir() and owner.isdigit() and not _process_exists(int(owner)):
-                RunCgroup.of((run,)).close()
+                with contextlib.suppress(OSError):  # two workers starting sweep the same ones
+                    RunCgroup.of((run,)).close()
     return found
 
 
@@ -142,7 +143,8 @@ class RunCgroup:
     def members(self) -> set[int]:
         pids: set[int] = set()
         for cgroup in self.dirs:
-            with contextlib.suppress(FileNotFoundError):
+            # gone, or being removed by another worker's sweep (ENODEV): no members here
+            with contextlib.suppress(OSError):
                 pids.update(int(p) for p in (cgroup / "cgroup.procs").read_text().split())
         return pids
 
