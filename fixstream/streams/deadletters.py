@@ -44,15 +44,20 @@ def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str,
     return len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
 
 
-def replays_of(headers: Any) -> int:
-    """How often this message was replayed from the DLQ (0 when the header is absent or bad:
-    headers come from any producer, so a bad one must not stop the dead-lettering)."""
+def header_count(headers: Any, name: str) -> int:
+    """A count carried in header ``name`` (0 when it is absent or bad: headers come from any
+    producer, so a bad one must not stop the processing of the message)."""
     try:
         items = headers.items() if isinstance(headers, Mapping) else headers or ()
-        raw = next((v for k, v in items if k == REPLAYS_HEADER), None)
+        raw = next((v for k, v in items if k == name), None)
         return max(0, int(bytes(raw).decode("ascii"))) if raw is not None else 0
     except (TypeError, ValueError):
         return 0
+
+
+def replays_of(headers: Any) -> int:
+    """How often this message was replayed from the DLQ."""
+    return header_count(headers, REPLAYS_HEADER)
 
 
 def root_cause(exc: BaseException) -> BaseException:

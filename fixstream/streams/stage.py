@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +24,7 @@ import faust
 from fixstream import telemetry
 from fixstream.llm.accounting import Totals
 from fixstream.schemas import BugSummary, Event, StageMeta, StatusEvent
-from fixstream.streams.deadletters import DeadLetters
+from fixstream.streams.deadletters import DeadLetters, header_count
 from fixstream.streams.finals import REDRIVE_HEADER
 from fixstream.streams.inflight import run_concurrently
 from fixstream.telemetry import WORKER_ID
@@ -105,13 +105,7 @@ def attempt_of(value: Any) -> int:
 def redrive_of(message: Any) -> int:
     """Which of the watchdog's re-drives a record is (0: none, or a bad header). A re-drive
     asks for the stage to run again, so it is not a repeat of the run before it."""
-    headers = getattr(message, "headers", None)
-    try:
-        items = headers.items() if isinstance(headers, Mapping) else headers or ()
-        raw = next((v for k, v in items if k == REDRIVE_HEADER), None)
-        return max(0, int(bytes(raw).decode("ascii"))) if raw is not None else 0
-    except (TypeError, ValueError):
-        return 0
+    return header_count(getattr(message, "headers", None), REDRIVE_HEADER)
 
 
 Handler = Callable[[Any], Awaitable[Outcome | None]]
