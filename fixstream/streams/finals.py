@@ -239,11 +239,15 @@ class PublishedLog:
 
     def _note(self, record: ConsumerRecord) -> None:
         try:
-            bug_id = record.key.decode()
-            self.ids[bug_id] = orjson.loads(record.value)["meta"]["stage"]
-            self.decided_at[bug_id] = max(self.decided_at.get(bug_id, 0.0), record.timestamp / 1000)
+            stage = orjson.loads(record.value)["meta"]["stage"]
+            self.note(record.key.decode(), stage, record.timestamp / 1000)
         except (AttributeError, ValueError, KeyError, TypeError):
             log.warning("fixes[%d]@%d is not a fix event: skipped", record.partition, record.offset)
+
+    def note(self, bug_id: str, stage: str, at: float) -> None:
+        """A fix event for ``bug_id`` from ``stage``, written at ``at`` (seconds)."""
+        self.ids[bug_id] = stage
+        self.decided_at[bug_id] = max(self.decided_at.get(bug_id, 0.0), at)
 
     def decided_after(self, bug_id: str, written_at: float) -> bool:
         """Whether ``bug_id``'s fix event was written after a stage input written at
@@ -364,8 +368,7 @@ class Finals:
             outcome = f"dead-lettered again after a replay: {fix.reason}"  # fixes says so
         else:
             await (await self.fixes.send(key=bug_id, value=fix))
-            self.published.ids[bug_id] = fix.meta.stage
-            self.published.decided_at[bug_id] = time.time()
+            self.published.note(bug_id, fix.meta.stage, time.time())
             outcome = f"{fix.status}: {fix.reason}"
         await self._report(bug_id, FINAL, "done", outcome[:500])
 

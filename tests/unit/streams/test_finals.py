@@ -95,6 +95,9 @@ class FakePublished:
         self.ids: dict[str, str] = {}
         self.decided_at: dict[str, float] = {}
 
+    def note(self, bug_id: str, stage: str, at: float) -> None:
+        PublishedLog.note(self, bug_id, stage, at)  # type: ignore[arg-type]
+
     def final(self, bug_id: str) -> bool:
         return PublishedLog.final(self, bug_id)  # type: ignore[arg-type]
 
@@ -421,7 +424,7 @@ class FixesConsumer:
         self.tps = {p: TopicPartition("fixes", p) for p in records}
         self.pending = {
             self.tps[p]: [
-                SimpleNamespace(partition=p, offset=i, key=k.encode(),
+                SimpleNamespace(partition=p, offset=i, key=k.encode(), timestamp=0,
                                 value=orjson.dumps({"meta": {"stage": stage}}))
                 for i, (k, stage) in enumerate(rs)
             ]
