@@ -46,7 +46,7 @@ from fixstream.config import Settings
 from fixstream.kafka import reader
 from fixstream.schemas import FixEvent, StageMeta, StatusEvent
 from fixstream.streams.inflight import run_concurrently
-from fixstream.streams.topics import Topics
+from fixstream.streams.topics import Topics, owned_now
 from fixstream.telemetry import WORKER_ID
 
 log = logging.getLogger(__name__)
@@ -315,6 +315,7 @@ class Finals:
         self.stuck_after_s = stuck_after_s
         self.max_redrives = settings.redrives
         self.published = PublishedLog(settings)
+        self.partitions = partitions
         self.progress = app.Table("fixstream-progress", default=None, partitions=partitions)
         self._acted: dict[str, float] = {}
         """Bug id -> the ``at`` of the entry the watchdog last acted on. Its report is on the
@@ -419,15 +420,11 @@ class Finals:
     def _ownership(self) -> Callable[[str], bool] | None:
         """Whether this worker owns a bug's entry now (None before its consumer runs). An
         entry sits in the partition of the ``bugs.status`` record that wrote it, which the
-        producer's partitioner chose from the bug id: the consumer's ``key_partition`` is
-        that partitioner."""
-        consumer = self.app.consumer
-        topic = self.status.get_topic_name()
+        producer's partitioner chose from the bug id: ``owned_now``."""
         try:
-            mine = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+            return owned_now(self.app.consumer, self.status.get_topic_name(), self.partitions)
         except ConsumerNotStarted:
             return None
-        return lambda bug_id: consumer.key_partition(topic, bug_id.encode()) in mine
 
     async def _watchdog(self) -> None:
         """One pass over the entries this worker owns: a stuck bug is re-driven, or failed

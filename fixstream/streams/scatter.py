@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from aiokafka.partitioner import DefaultPartitioner
-from faust.types import TP
 from pydantic import BaseModel
 
 from fixstream import telemetry
@@ -36,7 +34,7 @@ from fixstream.schemas import ChunkResult, ChunkTask, Event, event_type
 from fixstream.streams.deadletters import DeadLetters
 from fixstream.streams.inflight import run_concurrently
 from fixstream.streams.stage import Once, Outcome, Stage, attempt_of
-from fixstream.streams.topics import Topics
+from fixstream.streams.topics import Topics, owned_now
 from fixstream.telemetry import WORKER_ID
 
 log = logging.getLogger(__name__)
@@ -45,25 +43,12 @@ DEADLINE_TASK = "deadline"
 RESULTS = "chunks.results"
 ANSWERS_REMEMBERED = 2048
 """Chunk results a chunk worker keeps to answer a repeated task (a few KB each at most)."""
-_PARTITIONER = DefaultPartitioner()
 
 
 def answer_schemas() -> dict[str, type[BaseModel]]:
     from fixstream.sandbox.edits import EditProposal
 
     return {m.__name__: m for m in (ChunkVerdict, ReproductionTest, EditProposal)}
-
-
-def partition_of(bug_id: str, partitions: int) -> int:
-    """The partition of a bug's chunk results, and so of its gather entries.
-
-    Results and nudges are keyed by bug id, placed by Faust's producer with aiokafka's default
-    partitioner (the app sets no ``producer_partitioner``). A table key goes to the partition
-    of the record being handled (``Table.partition_for_key``): a scatter handles a stage input
-    and a gather a result, both keyed by bug id on topics with the same partition count.
-    """
-    everything = list(range(partitions))
-    return _PARTITIONER(bug_id.encode(), everything, everything)
 
 
 Finisher = Callable[[Any, list[ChunkResult], bool, float], Awaitable[Outcome]]
@@ -321,10 +306,6 @@ class ScatterGather:
     async def _deadlines(self) -> None:
         """Nudge this worker's gathers past their deadline through their own partition (tables
         may only be changed from inside the stream that owns them)."""
-        assigned = self.app.consumer.assignment()
-
-        def owns(bug_id: str) -> bool:
-            return TP(RESULTS, partition_of(bug_id, self.partitions)) in assigned
-
+        owns = owned_now(self.app.consumer, RESULTS, self.partitions)
         for nudge in self.gathers.overdue(time.time(), owns):
             await self.results.send(key=nudge.bug_id, value=nudge)

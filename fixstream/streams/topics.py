@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from faust.exceptions import KeyDecodeError, ValueDecodeError
 
 from fixstream.codec import codec_name
@@ -16,6 +18,7 @@ from fixstream.streams.deadletters import DeadLetters
 from fixstream.topics import Catalog, TopicSpec
 
 log = logging.getLogger(__name__)
+_PARTITIONER = DefaultPartitioner()
 
 
 class DeadLetteringTopic(faust.Topic):
@@ -108,3 +111,22 @@ class Topics:
     def wire_dead_letters(self, dead_letters: DeadLetters) -> None:
         for topic in self.by_name.values():
             topic.dead_letters = dead_letters  # type: ignore[attr-defined]
+
+
+def partition_of(bug_id: str, partitions: int) -> int:
+    """The partition of a bug's chunk results, and so of its gather entries.
+
+    Results and nudges are keyed by bug id, placed by Faust's producer with aiokafka's default
+    partitioner (the app sets no ``producer_partitioner``). A table key goes to the partition
+    of the record being handled (``Table.partition_for_key``): a scatter handles a stage input
+    and a gather a result, both keyed by bug id on topics with the same partition count.
+    """
+    everything = list(range(partitions))
+    return _PARTITIONER(bug_id.encode(), everything, everything)
+
+
+def owned_now(consumer: Any, topic: str, partitions: int) -> Callable[[str], bool]:
+    """Whether this worker owns, now, the partition of ``topic`` a bug's records (and the
+    table entries they write) go to. Raises ConsumerNotStarted before the consumer runs."""
+    mine = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+    return lambda bug_id: partition_of(bug_id, partitions) in mine

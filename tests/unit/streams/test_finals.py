@@ -15,7 +15,6 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
-from aiokafka.partitioner import DefaultPartitioner
 from fakes import FakeTopic
 from faust.exceptions import ConsumerNotStarted
 
@@ -35,6 +34,7 @@ from fixstream.streams.finals import (
     parse_source,
     stuck_reason,
 )
+from fixstream.streams.topics import partition_of
 
 PARTITIONS = 4
 SOURCE = "bugs.analyzed/2/17"
@@ -42,12 +42,6 @@ SOURCE = "bugs.analyzed/2/17"
 
 def status(bug_id: str = "b1", stage: str = "reproduce", state: str = "started", **kw) -> Any:
     return StatusEvent(bug_id=bug_id, stage=stage, state=state, **kw)
-
-
-def partition_of(bug_id: str) -> int:
-    """Where Kafka's default partitioner (Faust's and aiokafka's producers) puts a key."""
-    every = list(range(PARTITIONS))
-    return DefaultPartitioner()(bug_id.encode(), every, every)
 
 
 class NamedTopic(FakeTopic):
@@ -77,9 +71,6 @@ class FakeConsumer:
         return {TopicPartition("bugs.status", p) for p in self.owned} | {
             TopicPartition("bugs.reported", p) for p in range(PARTITIONS)
         }
-
-    def key_partition(self, topic: str, key: bytes) -> int:
-        return partition_of(key.decode())
 
 
 class FakeProducer:
@@ -115,7 +106,7 @@ def make_finals(owned: set[int] | None = None, redrives: int = 2) -> Finals:
     f.candidates, f.fixes, f.status = (
         NamedTopic("bugs.final"), NamedTopic("fixes"), NamedTopic("bugs.status"),
     )  # fmt: skip
-    f.stuck_after_s, f.max_redrives = 4.0, redrives
+    f.stuck_after_s, f.max_redrives, f.partitions = 4.0, redrives, PARTITIONS
     f.published = FakePublished()  # type: ignore[assignment]
     f.progress = {}  # type: ignore[assignment]
     f._acted = {}
@@ -303,7 +294,7 @@ async def test_the_watchdog_walks_only_entries_of_partitions_this_worker_owns(re
         stuck(f, bug_id)
     await f._watchdog()
     acted = {s.bug_id for s in f.status.sent}
-    assert acted == {b for b in ids if partition_of(b) in mine}
+    assert acted == {b for b in ids if partition_of(b, PARTITIONS) in mine}
     assert acted and acted != set(ids), "both kinds are in the sample"
 
 

@@ -27,8 +27,9 @@ from fixstream.config import Settings
 from fixstream.llm.gateway import Gateway
 from fixstream.llm.transport import ScriptedTransport
 from fixstream.schemas import ChunkRef, ChunkResult, ChunkTask
-from fixstream.streams.scatter import DEADLINE_TASK, Gathers, ScatterGather, partition_of
+from fixstream.streams.scatter import DEADLINE_TASK, Gathers, ScatterGather
 from fixstream.streams.stage import Outcome
+from fixstream.streams.topics import partition_of
 
 PARTITIONS = 8
 
