@@ -93,8 +93,8 @@ async def consumer():
     consumer.seeks = []
     consumer.assignment = lambda: {TP}
 
-    async def position(tp):
-        return 100
+    async def position(tp):  # past every record, until a seek puts it back
+        return next((offset for sought, offset in reversed(consumer.seeks) if sought == tp), 100)
 
     async def _seek(tp, offset):
         consumer.seeks.append((tp, offset))
@@ -284,3 +284,62 @@ async def test_a_message_the_stream_skipped_is_not_acked(consumer):
     assert consumer._acked[TP] == []
     assert consumer.ack(message(0, tracked=True))
     assert consumer._new_offset(TP) == 1
+
+
+async def test_records_of_a_batch_fetched_before_a_seek_are_not_delivered(consumer):
+    """The 60-bug soak: records 41-69 of chunks.results/5 were yielded while the rebalance's
+    seek to the committed offset (41) ran; then 70, from the same batch, came out. Delivered,
+    it read as "41-69 absent from the log", and the commit could skip records nobody had
+    processed (three bugs stalled until the watchdog re-drove them)."""
+    consumer._active_partitions = {TP}
+    consumer.flow_active = True
+    consumer.app.topics._acking_topics.add(TP.topic)
+    book = faust_hooks.ledger(consumer)
+
+    async def _getmany(active_partitions, timeout):
+        return {TP: [record(69), record(70)]}
+
+    consumer._getmany = _getmany
+    consumer.highwater = lambda tp: 100
+    plain = unhooked(Consumer.getmany)(consumer, 0.1)
+    assert (await plain.__anext__())[1].offset == 69
+    await consumer.seek(TP, 41)
+    assert [m.offset async for _, m in plain] == [70]  # Faust alone: a stale record
+
+    consumer.seeks.clear()
+    book.next[TP] = 69  # the fetch sequence is at 69 when the batch comes
+    hooked = Consumer.getmany(consumer, 0.1)
+    _, first = await hooked.__anext__()
+    await consumer.seek(TP, 41)  # the rebalance's seek lands mid-batch
+    assert [m.offset async for _, m in hooked] == []
+    assert first.offset == 69 and book.next[TP] == 41
+    assert not consumer._gap[TP]  # 41-69 are not taken for absent
+    consumer._committed_offset[TP] = 41
+    acked(consumer, 69)
+    assert consumer._new_offset(TP) is None
+
+
+def test_an_offset_both_acked_and_marked_absent_does_not_slow_the_commit(consumer):
+    """Faust walks a sorted list in which a gap entry and an ack repeat an offset: the run
+    ended at the first repeat, and the commit crawled one offset per commit (chunks.results/1
+    ended the soak committed at 153 of 228)."""
+    consumer._committed_offset[TP] = 41
+    acked(consumer, *range(41, 71))
+    consumer._gap[TP].addi(41, 70)
+    assert unhooked(Consumer._new_offset)(consumer, TP) == 42  # Faust alone: one at a time
+    consumer._acked[TP].clear()
+    consumer._acked_index[TP].clear()
+    acked(consumer, *range(41, 71))
+    consumer._gap[TP].addi(41, 70)
+    assert consumer._new_offset(TP) == 71
+    assert consumer._acked[TP] == [] and not consumer._gap[TP]
+
+
+async def test_faust_does_not_mark_the_record_it_delivers_as_absent(consumer):
+    """Faust's _add_gap(tp, 6, 7) covers 6-7: record 7, about to be processed, would count as
+    done for the commit. Gaps come from the fetch sequence (``_yielded``) alone."""
+    await unhooked(Consumer._add_gap)(consumer, TP, 6, 7)
+    assert consumer._gap[TP].at(7)
+    consumer._gap[TP].clear()
+    await consumer._add_gap(TP, 6, 7)
+    assert not consumer._gap[TP]
