@@ -157,6 +157,9 @@ class Ledger:
     latest seek is stale (the seek will fetch it again, or it was already delivered)."""
     batch_seeks: dict[Any, int] = field(default_factory=dict)
     """``seeks`` as it was when the batch being yielded was fetched."""
+    sought: dict[Any, int] = field(default_factory=dict)
+    """Per partition, the offset it was sought to, until a record of it is delivered: a first
+    record past it proves the offsets in between absent (the fetch began exactly there)."""
     holes: dict[Any, int] = field(default_factory=dict)
     """A partition whose head no agent holds, and for how many commits in a row."""
     rewinds: int = 0
@@ -191,10 +194,9 @@ def rewind_undelivered() -> None:
     Faust's getmany skips records of partitions not in its active set (paused for recovery)
     and stops mid-batch when the flow stops or the generation changes. aiokafka's position is
     already past every record it returned, so each record not yielded is sought back to.
-    While at it, the yielded sequence tells which offsets the log does not have: a record
-    yielded past ``Ledger.next`` means the offsets in between are absent (compacted away,
-    transaction markers, deleted by retention), and they go to Faust's gap tree, which its
-    commit treats as done."""
+    And the fetch sequence is checked record by record (``_in_sequence``): a jump is either
+    offsets the log does not have, or records that were fetched and not delivered, which
+    are fetched again. A record of a batch fetched before a seek is not delivered (``_stale``)."""
     check_versions()
 
     def make_wait(original: Any) -> Any:
@@ -219,7 +221,11 @@ def rewind_undelivered() -> None:
                         if _stale(book, tp):
                             log.debug("%s@%d fetched before a seek: not delivered", tp, offset)
                             continue
-                        _yielded(self, book, tp, offset)
+                        if not _in_sequence(self, book, tp, offset):
+                            expected = book.next[tp]
+                            why = f"{offset} came after {expected - 1}: fetching {expected} again"
+                            await _rewind(self, tp, expected, why)
+                            continue
                     yielded[tp] = offset
                     yield tp, message
             finally:
@@ -240,7 +246,7 @@ def rewind_undelivered() -> None:
             book = ledger(self)
             _count_seek(book, {partition})
             await original(self, partition, offset)
-            book.next[partition] = offset
+            book.next[partition] = book.sought[partition] = offset
             _count_seek(book, {partition})
 
         return seek
@@ -253,7 +259,7 @@ def rewind_undelivered() -> None:
             book.holes.clear()
             for tp in self.assignment():
                 offset = self._read_offset[tp]
-                book.next[tp] = offset if offset is not None else 0
+                book.next[tp] = book.sought[tp] = offset if offset is not None else 0
             _count_seek(book, self.assignment())
             log.debug("sought to committed: %s", book.next)
 
@@ -264,6 +270,7 @@ def rewind_undelivered() -> None:
             book = ledger(self)
             for tp in revoked:  # known again only once the next perform_seek has run
                 book.next.pop(tp, None)
+                book.sought.pop(tp, None)
                 book.holes.pop(tp, None)
             await original(self, revoked)
 
@@ -290,22 +297,30 @@ def _stale(book: Ledger, tp: Any) -> bool:
     return book.seeks.get(tp, 0) != book.batch_seeks.get(tp, 0)
 
 
-def _yielded(consumer: Consumer, book: Ledger, tp: Any, offset: int) -> None:
-    """A record on its way to the agents; one past ``Ledger.next`` proves the offsets in
-    between absent from the log, and Faust's gap tree makes its commit count them as done.
-    (Faust's own ``_add_gap`` starts one past the committed offset, so an absent head, e.g.
-    the marker a transaction leaves, would hold the commit forever.)"""
+def _in_sequence(consumer: Consumer, book: Ledger, tp: Any, offset: int) -> bool:
+    """Whether a record may go to the agents: it is the next of the fetch sequence, or it
+    comes first after a seek, past the offset sought (those in between are absent from the
+    log: compacted away, transaction markers, deleted by retention). They go to Faust's gap
+    tree, which the commit counts as done. Any other jump means records were fetched and not
+    delivered (a batch dropped for a seek whose own rewind did not finish, a partition paused
+    mid-batch): the record is held back and the partition fetched again from where the
+    sequence is. Concluding "absent" from such a jump let the 300-bug soak commit past a
+    record nobody processed."""
     expected = book.next.get(tp)
     if expected is None:
-        return  # not sought since its assignment: where the sequence starts is not known
+        return True  # not sought since its assignment: where the sequence starts is not known
     if offset > expected:
+        if book.sought.get(tp) != expected:
+            return False
         start = max(expected, head_of(consumer, tp))
         if start < offset:
             gaps = consumer._gap[tp]
             gaps.addi(start, offset)
             gaps.merge_overlaps()
             log.debug("offsets %d-%d of %s absent from the log", start, offset - 1, tp)
+    book.sought.pop(tp, None)
     book.next[tp] = max(offset + 1, expected)
+    return True
 
 
 HOLE_COMMITS = 2
@@ -404,7 +419,7 @@ def commit_contiguous() -> None:
     def make_add_gap(_: Any) -> Any:
         async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
             """Faust's marks the record being delivered as absent too (its interval ends one
-            past it), and starts one past the committed offset: ``_yielded`` marks gaps."""
+            past it), and starts one past the committed offset: ``_in_sequence`` marks gaps."""
 
         return _add_gap
 

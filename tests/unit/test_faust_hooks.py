@@ -137,10 +137,28 @@ def test_offsets_the_log_does_not_have_are_told_from_lost_ones_by_the_fetch_sequ
     markers): they count as done. Faust's _add_gap would start at 6 and hold the commit."""
     consumer._committed_offset[TP] = 5
     book = faust_hooks.ledger(consumer)
-    book.next[TP] = 5
-    faust_hooks._yielded(consumer, book, TP, 7)
+    book.next[TP] = book.sought[TP] = 5  # sought to 5: the fetch began there
+    assert faust_hooks._in_sequence(consumer, book, TP, 7)
     acked(consumer, 7)
     assert consumer._new_offset(TP) == 8
+
+
+async def test_a_jump_no_seek_vouches_for_is_fetched_again_not_taken_for_absent(consumer):
+    """The 300-bug soak: records 3-4 of bugs.analyzed/4 were dropped as stale, and the rewind
+    after the batch did not happen; the next record yielded was 5. Taken for "3-4 absent",
+    the commit went past 4, which nobody had processed (a bug stalled for 20 minutes)."""
+    consumer._active_partitions = {TP}
+    consumer.flow_active = True
+    consumer.app.topics._acking_topics.add(TP.topic)
+    consumer._committed_offset[TP] = 3
+    book = faust_hooks.ledger(consumer)
+    book.next[TP] = 3  # delivered up to 2; no seek since
+    got = await _yielded_from(consumer, Consumer.getmany, {TP: [record(5), record(6)]})
+    assert got == [] and consumer.seeks == [(TP, 3)]
+    assert not consumer._gap[TP]
+    # fetched again from 3: the sequence holds, and a jump right after the seek is absence
+    got = await _yielded_from(consumer, Consumer.getmany, {TP: [record(4), record(5)]})
+    assert got == [(TP, 4), (TP, 5)] and consumer._gap[TP].at(3)
 
 
 class Held:
@@ -258,7 +276,7 @@ async def test_a_partition_revoked_and_assigned_again_is_not_rewound_before_its_
     consumer._committed_offset[TP] = 15
     book.next[TP] = 20
     await consumer.on_partitions_revoked({TP})
-    faust_hooks._yielded(consumer, book, TP, 21)  # a record fetched before the seek
+    faust_hooks._in_sequence(consumer, book, TP, 21)  # a record fetched before the seek
     for _ in range(faust_hooks.HOLE_COMMITS + 1):
         await consumer.force_commit()
     assert consumer.seeks == []
@@ -337,7 +355,7 @@ def test_an_offset_both_acked_and_marked_absent_does_not_slow_the_commit(consume
 
 async def test_faust_does_not_mark_the_record_it_delivers_as_absent(consumer):
     """Faust's _add_gap(tp, 6, 7) covers 6-7: record 7, about to be processed, would count as
-    done for the commit. Gaps come from the fetch sequence (``_yielded``) alone."""
+    done for the commit. Gaps come from the fetch sequence (``_in_sequence``) alone."""
     await unhooked(Consumer._add_gap)(consumer, TP, 6, 7)
     assert consumer._gap[TP].at(7)
     consumer._gap[TP].clear()
