@@ -158,7 +158,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
 
     def stage(name: str, handler: Handler, source: str, sink: str) -> Stage:
         s = Stage(name, handler, sink, topics, dead_letters, finals.published.decided_after)
-        s.register(app, topics[source], settings.agent_concurrency)
+        s.register(app, topics.stage_input(source), settings.agent_concurrency)
         return s
 
     async def run_analysis(report: BugReport) -> Outcome:

@@ -36,6 +36,7 @@ from fixstream.schemas.compat import (
 from fixstream.schemas.export import to_avro, to_jsonschema
 from fixstream.topics import apply_topics, load_catalog
 from fixstream.watch import Board
+from fixstream.wire import message as wire_message
 
 cli = typer.Typer(no_args_is_help=True, help="Bug reports in, validated fixes out.")
 topics_cli = typer.Typer(no_args_is_help=True, help="Topics from topics.yaml.")
@@ -172,9 +173,17 @@ def submit(
     log: Annotated[list[Path] | None, typer.Option(help="A log file (repeatable).")] = None,
     test_command: Annotated[str | None, typer.Option(help="e.g. 'python -m pytest -q'")] = None,
     bug_id: Annotated[str | None, typer.Option()] = None,
+    wire: Annotated[
+        bool,
+        typer.Option(
+            "--wire",
+            help="Print the message as any Kafka client must send it (topic, key, headers, "
+            "value) instead of publishing it.",
+        ),
+    ] = False,
 ) -> None:
     """Publish a bug report to bugs.reported, from a JSON file or from flags."""
-    settings = _settings_with_broker()
+    settings = State.settings if wire else _settings_with_broker()
     if file is not None:
         report = report_from_file(
             file,
@@ -195,6 +204,9 @@ def submit(
         )
     else:
         raise typer.BadParameter("give a JSON file, or --repo and --title")
+    if wire:
+        typer.echo(orjson.dumps(wire_message("bugs.reported", report.bug_id, report)).decode())
+        return
 
     async def send() -> None:
         async with producer(settings) as client:

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 
 from fixstream.config import Settings
 from fixstream.schemas import Event
+from fixstream.wire import SCHEMA_HEADER, schema_tag
 
 ISOLATION_LEVEL = "read_committed"
 """Every reader's, whatever ``processing_guarantee`` says: under exactly_once a reader never
@@ -34,7 +35,9 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
 
 
 async def publish(client: AIOKafkaProducer, topic: str, key: str, event: Event) -> None:
-    await client.send_and_wait(topic, event.to_bytes(), key=key.encode())
+    """One event as the wire contract says (``fixstream.wire``): keyed, with its schema."""
+    headers = [(SCHEMA_HEADER, schema_tag(type(event)))]
+    await client.send_and_wait(topic, event.to_bytes(), key=key.encode(), headers=headers)
 
 
 @asynccontextmanager

@@ -61,7 +61,7 @@ class CallScope(Part):
 class AnalyzedBug(Event):
     """The report, analysed and cut into chunks: the input of every later stage."""
 
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
 
     bug_id: str
     meta: StageMeta

@@ -7,6 +7,7 @@ plain re-produce), and the context an operator needs travels in headers.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -18,7 +19,12 @@ HEADER_PREFIX = "fixstream.dlq."
 class DeadLetter(Event):
     """The decoded view of one dead-letter record: headers plus the original bytes."""
 
+    schema_version: ClassVar[int] = 2
+
     original_topic: str
+    bug_id: str | None = None
+    """The bug a refused stage input ended (``fixstream.wire``: from the value, the key, or
+    the record's place in the log when neither can be read)."""
     partition: int | None = None
     offset: int | None = None
     timestamp_ms: int | None = None

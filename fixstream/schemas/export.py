@@ -15,9 +15,14 @@ _AVRO_PRIMITIVES = {
 }
 
 
+SCHEMA_BASE = "https://schemas.fixstream.invalid"
+"""An absolute base for each schema's ``$id`` (its ``$ref``s resolve against it); ``.invalid``
+because nothing is served there: the schemas ship with fixstream and its registry."""
+
+
 def to_jsonschema(model: type[Event]) -> dict[str, Any]:
-    schema = model.model_json_schema(mode="serialization")
-    schema["$id"] = f"{model.full_name()}/v{model.schema_version}"
+    schema = model.model_json_schema(mode="validation")
+    schema["$id"] = f"{SCHEMA_BASE}/{model.full_name()}/v{model.schema_version}.json"
     return schema
 
 
@@ -83,7 +88,7 @@ class _AvroBuilder:
 
 
 def to_avro(model: type[Event]) -> dict[str, Any]:
-    schema = model.model_json_schema(mode="serialization")
+    schema = model.model_json_schema(mode="validation")
     builder = _AvroBuilder(model.namespace, schema.get("$defs", {}))
     record = builder.record(model.__name__, schema)
     record["doc"] = f"schema version {model.schema_version}"

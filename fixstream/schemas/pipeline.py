@@ -8,6 +8,7 @@ from pydantic import Field
 
 from fixstream.schemas.analysis import AnalyzedBug, CallScope, ChunkRef
 from fixstream.schemas.base import Event, Part, StageMeta
+from fixstream.schemas.report import RepoRef
 
 
 class TestRun(Part):
@@ -37,7 +38,7 @@ class Reproduction(Part):
 
 
 class ReproducedBug(Event):
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
 
     bug_id: str
     meta: StageMeta
@@ -53,8 +54,37 @@ class Suspect(Part):
     why: str = ""
 
 
+class StageCost(Part):
+    """What one run of a stage cost (``stage`` is "total" for a fix event's sum)."""
+
+    stage: str
+    attempt: int = 0
+    elapsed_ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    @classmethod
+    def of(cls, meta: StageMeta, attempt: int | None = None) -> StageCost:
+        return cls(
+            stage=meta.stage, attempt=meta.attempt if attempt is None else attempt,
+            elapsed_ms=meta.elapsed_ms, tokens_in=meta.tokens_in, tokens_out=meta.tokens_out,
+            cost_usd=meta.cost_usd,
+        )  # fmt: skip
+
+    @classmethod
+    def total(cls, costs: list[StageCost]) -> StageCost:
+        return cls(
+            stage="total", attempt=max((c.attempt for c in costs), default=0),
+            elapsed_ms=sum(c.elapsed_ms for c in costs),
+            tokens_in=sum(c.tokens_in for c in costs),
+            tokens_out=sum(c.tokens_out for c in costs),
+            cost_usd=round(sum(c.cost_usd for c in costs), 6),
+        )  # fmt: skip
+
+
 class RootCausedBug(Event):
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
 
     bug_id: str
     meta: StageMeta
@@ -65,6 +95,9 @@ class RootCausedBug(Event):
     feedback: str = ""
     """Why the previous candidates failed validation, when validate sends a bug back."""
     failed_runs: list[TestRun] = Field(default_factory=list)
+    spent: list[StageCost] = Field(default_factory=list)
+    """What the earlier fix attempts and their validations cost (validate adds each attempt
+    when it sends the bug back), so the fix event's costs add up over every attempt."""
 
 
 class Edit(Part):
@@ -84,7 +117,7 @@ class CandidatePatch(Part):
 
 
 class PatchedBug(Event):
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
 
     bug_id: str
     meta: StageMeta
@@ -97,18 +130,10 @@ class PatchedBug(Event):
 FixStatus = Literal["fixed", "not_reproduced_patched", "unverified", "failed"]
 
 
-class StageCost(Part):
-    stage: str
-    elapsed_ms: float = 0.0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-
-
 class FixEvent(Event):
     """Exactly one per bug: what downstream systems consume."""
 
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
 
     bug_id: str
     meta: StageMeta
@@ -118,6 +143,14 @@ class FixEvent(Event):
     test_code: str | None = None
     test_runs: list[TestRun] = Field(default_factory=list)
     stages: list[StageCost] = Field(default_factory=list)
+    """Every stage run, every fix attempt included."""
+    total: StageCost = Field(default_factory=lambda: StageCost(stage="total"))
+    """The sum of ``stages``: the bug's whole time, tokens and cost."""
+    repo: RepoRef | None = None
+    """The repository the patch applies to (url or path, and commit); None when the report
+    could not be read."""
+    test_path: str | None = None
+    """Where ``test_code`` goes in the repository."""
 
 
 class ChunkTask(Event):

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from fixstream.schemas.base import Event, Part, utcnow
 
 ArtifactKind = Literal["log", "screenshot", "file", "other"]
+
+_NAME = r"[A-Za-z0-9_:@-]"  # a character of an id segment other than "." and "/"
+_SEGMENT = rf"(?:{_NAME}[A-Za-z0-9._:@-]*|\.{_NAME}[A-Za-z0-9._:@-]*|\.\.[A-Za-z0-9._:@-]+)"
+BUG_ID_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
+"""Letters, digits and ``._:@-``, in ``/``-separated segments none of which is empty, ``.``
+or ``..``: workspaces and artifacts are named after the bug, and ``..`` would step out of
+their root. One regular expression, so the exported JSON Schema says exactly this."""
+
+BugId = Annotated[str, Field(min_length=1, max_length=200, pattern=BUG_ID_PATTERN)]
+_BUG_ID: TypeAdapter[str] = TypeAdapter(BugId)
+
+
+def is_bug_id(text: str) -> bool:
+    try:
+        _BUG_ID.validate_python(text)
+    except ValidationError:
+        return False
+    return True
+
+
+def _schema_says(**keywords: Any) -> ConfigDict:
+    """A model validator's rule, said in the exported JSON Schema too (``oneOf``, ``anyOf``),
+    so what the schema accepts is what the worker accepts."""
+    return ConfigDict(json_schema_extra=keywords)
 
 
 class Artifact(Part):
@@ -18,6 +42,14 @@ class Artifact(Part):
     Small text travels inline in ``content``; anything big travels by claim check
     (``uri`` + ``sha256``) so Kafka messages stay small.
     """
+
+    model_config = _schema_says(oneOf=[
+        {"properties": {"content": {"type": "string"}, "uri": {"type": "null"}},
+         "required": ["content"]},
+        {"properties": {"uri": {"type": "string"}, "sha256": {"type": "string"},
+                        "content": {"type": "null"}},
+         "required": ["uri", "sha256"]},
+    ])  # fmt: skip
 
     name: str = Field(min_length=1, max_length=512)
     kind: ArtifactKind = "log"
@@ -52,6 +84,11 @@ class EnvironmentSpec(Part):
 class RepoRef(Part):
     """The repository to fix: a local path, or a git URL plus a commit."""
 
+    model_config = _schema_says(anyOf=[
+        {"properties": {"path": {"type": "string", "minLength": 1}}, "required": ["path"]},
+        {"properties": {"url": {"type": "string", "minLength": 1}}, "required": ["url"]},
+    ])  # fmt: skip
+
     path: str | None = None
     url: str | None = None
     commit: str | None = None
@@ -82,9 +119,9 @@ class Comment(Part):
 class BugReport(Event):
     """A bug as reported by a tracker, CI or an error monitor."""
 
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
 
-    bug_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@/-]+$")
+    bug_id: BugId
     source: str = "unknown"
     title: str = Field(min_length=1, max_length=1000)
     description: str = ""
@@ -94,10 +131,3 @@ class BugReport(Event):
     labels: list[str] = Field(default_factory=list)
     priority: Priority = "interactive"
     reported_at: datetime = Field(default_factory=utcnow)
-
-    @model_validator(mode="after")
-    def _id_names_no_path(self) -> BugReport:
-        # workspaces and artifacts are named after the bug: ".." would step out of their root
-        if any(part in ("", ".", "..") for part in self.bug_id.split("/")):
-            raise ValueError("bug_id may not hold empty, '.' or '..' path segments")
-        return self

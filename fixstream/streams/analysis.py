@@ -176,7 +176,9 @@ async def analyse(report: BugReport, cfg: AnalysisConfig) -> AnalyzedBug:
 
 
 async def summarise(bug: AnalyzedBug, llm: Gateway) -> Outcome:
-    """The first progressive summary, by the cheap model; a regular-program one if it fails."""
+    """The first progressive summary, by the cheap model; a regular-program one if it fails.
+    Its cost goes into the stage's meta, which the fix event's costs are added from."""
+    started = time.perf_counter()
     usage = Totals()
     note = ""
     try:
@@ -194,8 +196,15 @@ async def summarise(bug: AnalyzedBug, llm: Gateway) -> Outcome:
         summary = None
         note = f"summary from evidence only: {type(exc).__name__}: {exc}"
     text = render(bug, summary)
+    meta = bug.meta.model_copy(
+        update={
+            "elapsed_ms": bug.meta.elapsed_ms + (time.perf_counter() - started) * 1000,
+            "tokens_in": usage.tokens_in, "tokens_out": usage.tokens_out,
+            "cost_usd": usage.cost_usd,
+        }
+    )  # fmt: skip
     return Outcome(
-        output=bug.model_copy(update={"summary": text}),
+        output=bug.model_copy(update={"summary": text, "meta": meta}),
         summary=summary_event(bug.bug_id, STAGE, 1, text),
         usage=usage,
         note=note,

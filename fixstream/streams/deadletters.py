@@ -96,7 +96,13 @@ class DeadLetters:
         self.max_value_bytes = max_value_bytes
 
     async def send(
-        self, message: Any, exc: BaseException, *, stage: str, attempt: int = 0
+        self,
+        message: Any,
+        exc: BaseException,
+        *,
+        stage: str,
+        attempt: int = 0,
+        bug_id: str | None = None,
     ) -> DeadLetter:
         """Dead-letter one consumed Faust message and wait until the broker has it."""
         error_class, reason = describe(exc)
@@ -116,6 +122,7 @@ class DeadLetters:
             attempt=attempt,
             retryable=is_retryable(exc),
             replays=replays_of(getattr(message, "headers", None)),
+            bug_id=bug_id,
         )
         headers = letter.headers()
         if record_size(key, value, headers) > self.max_value_bytes:

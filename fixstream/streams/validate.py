@@ -77,13 +77,12 @@ async def check(
 
 
 def stage_costs(bug: PatchedBug, own: StageMeta) -> list[StageCost]:
+    """Every stage run of the bug, in order; earlier fix attempts from ``spent``."""
     reproduced = bug.rootcaused.reproduced
-    metas = [reproduced.analyzed.meta, reproduced.meta, bug.rootcaused.meta, bug.meta, own]
-    return [
-        StageCost(stage=m.stage, elapsed_ms=m.elapsed_ms, tokens_in=m.tokens_in,
-                  tokens_out=m.tokens_out, cost_usd=m.cost_usd)
-        for m in metas
-    ]  # fmt: skip
+    first = [StageCost.of(reproduced.analyzed.meta), StageCost.of(reproduced.meta)]
+    # the root cause's meta carries the fix attempt on a retry: it ran once, as attempt 0
+    root_cause = StageCost.of(bug.rootcaused.meta, attempt=0)
+    return [*first, root_cause, *bug.rootcaused.spent, StageCost.of(bug.meta), StageCost.of(own)]
 
 
 def feedback(verdicts: list[Verdict]) -> str:
@@ -112,6 +111,7 @@ async def validate(bug: PatchedBug, knobs: StageKnobs) -> Outcome:
                 "meta": bug.rootcaused.meta.model_copy(update={"attempt": attempt + 1}),
                 "feedback": feedback(verdicts),
                 "failed_runs": [v.run for v in verdicts if v.run is not None],
+                "spent": [*bug.rootcaused.spent, StageCost.of(bug.meta), StageCost.of(meta)],
             }
         )
         note = f"no candidate passed; back to fix (attempt {attempt + 2})"
@@ -139,6 +139,9 @@ async def validate(bug: PatchedBug, knobs: StageKnobs) -> Outcome:
         patch=patch,
         test_code=repro.test_code if repro.reproduced else None,
         test_runs=runs,
-        stages=stage_costs(bug, meta),
+        stages=(costs := stage_costs(bug, meta)),
+        total=StageCost.total(costs),
+        repo=analyzed.report.repo,
+        test_path=repro.test_path if repro.reproduced else None,
     )
     return Outcome(output=event, summary=summary, note=status)

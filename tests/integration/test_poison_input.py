@@ -32,15 +32,26 @@ MISSING = "/nonexistent-fixstream-poison"  # nothing under it exists: such a rep
 BUG_ID = re.compile(r"[A-Za-z0-9._:@/-]{1,200}")  # BugReport.bug_id
 NOT_JSON, SCHEMA, TOO_BIG = "not valid JSON", "does not match schema", "exceeds the limit of 65536"
 NO_REPO, NO_CLONE, BAD_KEY = "repository path does not exist", "git clone failed", "can't decode"
+OTHER_KEY = "differs from bug_id"
+READABLE = (NO_REPO, NO_CLONE, "File name too long")  # the value decodes: its key is checked
 
 
 class Poison:
     """One bad message, and a fragment of the reason it must be dead-lettered with."""
 
-    __slots__ = ("expect", "key", "kind", "value")
+    __slots__ = ("bug_id", "expect", "key", "kind", "value")
 
-    def __init__(self, kind: str, value: bytes | None, expect: str, key: bytes | None = b"poison"):
+    def __init__(
+        self,
+        kind: str,
+        value: bytes | None,
+        expect: str,
+        key: bytes | None = b"poison",
+        bug_id: str = "poison",
+    ):
         self.kind, self.value, self.expect, self.key = kind, value, expect, key
+        self.bug_id = bug_id
+        """The value's bug id, when the value decodes (a key other than it is refused)."""
 
     def __repr__(self) -> str:  # hypothesis prints failing batches: keep megabytes out
         def cut(b: bytes | None) -> str:
@@ -94,7 +105,9 @@ def _hostile_field(field: str, text: str) -> Poison:
         part not in ("", ".", "..") for part in text.split("/")
     )
     valid = {"bug_id": valid_id, "title": len(text) <= 1000}
-    return Poison(f"hostile {field}", _json(report), NO_REPO if valid.get(field, True) else SCHEMA)
+    expect = NO_REPO if valid.get(field, True) else SCHEMA
+    bug_id = text if field == "bug_id" else "poison"
+    return Poison(f"hostile {field}", _json(report), expect, b"poison", bug_id)
 
 
 def _splice(field: str, seq: bytes) -> bytes:
@@ -218,7 +231,10 @@ def poisons(draw) -> Poison:
     except UnicodeDecodeError:  # the key is decoded first, after the check for a null value
         if poison.value is not None:
             return Poison(poison.kind + " + key not UTF-8", poison.value, BAD_KEY, key)
-    return Poison(poison.kind, poison.value, poison.expect, key)
+    expect = poison.expect
+    if expect in READABLE and key is not None and key != poison.bug_id.encode():
+        expect = OTHER_KEY
+    return Poison(poison.kind, poison.value, expect, key, poison.bug_id)
 
 
 EVERY_KIND = [  # the explicit example: one of each, whatever the random ones draw
@@ -239,6 +255,7 @@ EVERY_KIND = [  # the explicit example: one of each, whatever the random ones dr
     _hostile_field("repo.path", "🐛" * 3000),
     *(Poison(f"bad repo {r}", _json(_report(repo=r)), why) for r, why in BAD_REPOS[1:4]),
     Poison("tombstone", None, "empty message (no value)"),
+    Poison("a key that is not its bug id", _json(_report(bug_id="keyed")), OTHER_KEY, b"other"),
     Poison("key not UTF-8", b"{}", BAD_KEY, b"\xff\xfe"),
     Poison("huge key", b"{", NOT_JSON, b"K" * 300_000),
     Poison("huge key and value", _huge("raw", 200_000), TOO_BIG, b"K" * 200_000),

@@ -1,3 +1,5 @@
+import asyncio
+
 from fixstream.errors import BadInputError
 from fixstream.schemas import DeadLetter
 from fixstream.streams.deadletters import describe, is_retryable
@@ -55,12 +57,29 @@ async def test_a_message_that_cannot_be_decoded_is_dead_lettered_before_it_is_ac
     order: list[str] = []
 
     class Letters:
-        async def send(self, message, exc, *, stage):
-            order.append(f"dead-lettered ({'acked' if message.acked else 'not acked'})")
+        async def send(self, message, exc, *, stage, bug_id=None):
+            order.append(f"dead-lettered {bug_id} ({'acked' if message.acked else 'not acked'})")
+            return DeadLetter(original_topic=message.topic, stage=stage, error_class="E",
+                              reason="why")  # fmt: skip
+
+    class Status:
+        async def send(self, key, value):
+            order.append(f"{value.state} {key} ({'acked' if message.acked else 'not acked'})")
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
 
     topic.dead_letters = Letters()
     message = Message("bugs.reported", 0, 7, 0.0, 0, [], b"bug-1", b"\x00not json", None)
     app.flow_control.resume()
     handler = app.topics._build_handler(TP("bugs.reported", 0), {topic})
     await handler(message)
-    assert message.acked and order == ["dead-lettered (not acked)"]
+    assert message.acked and order == ["dead-lettered None (not acked)"]
+
+    # a stage's input: the bug is ended too (its failed fix event), still before the ack
+    order.clear()
+    topic.ends_bugs = Status()
+    message = Message("bugs.reported", 0, 8, 0.0, 0, [], b"bug-1", b"\x00not json", None)
+    await handler(message)
+    assert message.acked
+    assert order == ["dead-lettered bug-1 (not acked)", "dead_lettered bug-1 (not acked)"]
