@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import orjson
 import typer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
@@ -23,7 +25,7 @@ from fixstream.bench import WORKLOADS as ALL
 from fixstream.broker import EmbeddedBroker
 from fixstream.config import Settings
 from fixstream.dlq import dlq_cli
-from fixstream.errors import describe_validation
+from fixstream.errors import FixstreamError, describe_validation
 from fixstream.kafka import producer, publish, read_to_end, reader
 from fixstream.reports import report_from_file, report_from_flags
 from fixstream.schemas import EVENTS, AnalyzedBug
@@ -471,7 +473,7 @@ def _environment_cost(bug: AnalyzedBug, settings: Settings) -> str:
 def plan(
     input_tokens: int = 100_000,
     output_tokens: int = 10_000,
-    parallel: Annotated[int, typer.Option(help="Calls in flight at once.")] = 16,
+    parallel: Annotated[int, typer.Option(min=1, help="Calls in flight at once.")] = 16,
     chunks: Annotated[int | None, typer.Option(help="Calls to cut the work into.")] = None,
     model: Annotated[str, typer.Option(help="A simulator profile for the timings.")] = "gpt-4.1",
     tpm: int | None = None,
@@ -729,4 +731,14 @@ def demo(
 
 
 def main() -> None:
-    cli()
+    """The CLI. An error is one line on stderr and exit 1, never a traceback: a broker or a
+    worker that does not answer, a file that is not there, a bad value."""
+    try:
+        cli()
+    except (KafkaError, OSError, FixstreamError, ValueError) as exc:
+        _exit_with(str(exc) or type(exc).__name__)  # aiokafka's errors name their class
+
+
+def _exit_with(message: str) -> NoReturn:
+    typer.echo(f"fixstream: {message.splitlines()[0] if message else 'failed'}", err=True)
+    sys.exit(1)

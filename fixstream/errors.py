@@ -31,6 +31,12 @@ class UnknownNameError(FixstreamError, KeyError):
         return str(self.args[0])
 
 
+class BrokerUnreachableError(FixstreamError):
+    """No Kafka broker answered at the configured address."""
+
+    retryable = True
+
+
 class BadInputError(FixstreamError):
     """A message that can never be processed as sent: bad JSON, wrong schema, too large."""
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from fixstream.config import Settings
+from fixstream.errors import BrokerUnreachableError
 from fixstream.schemas import Event
 from fixstream.wire import SCHEMA_HEADER, schema_tag
 
@@ -20,6 +23,23 @@ offset; on a topic nobody writes in transactions it reads exactly what read_unco
 (an operator's shell without the workers' setting reads what the workers committed)."""
 
 
+async def start(client: Any, bootstrap: str) -> None:
+    """Start a client (producer, consumer, admin), or close what it opened and say which
+    broker did not answer: one error, not aiokafka's log lines and a leaked connection."""
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its own "Unable connect to" line says it once more
+    try:
+        await client.start()
+    except BaseException as exc:
+        await (client.stop() if hasattr(client, "stop") else client.close())
+        if isinstance(exc, KafkaError):
+            raise BrokerUnreachableError(f"cannot reach the Kafka broker at {bootstrap}") from exc
+        raise
+    finally:
+        quiet.setLevel(level)
+
+
 @asynccontextmanager
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     client = AIOKafkaProducer(
@@ -27,7 +47,7 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
         max_request_size=4 * settings.max_message_bytes,
         **settings.kafka_client_options(),
     )
-    await client.start()
+    await start(client, settings.bootstrap())
     try:
         yield client
     finally:
@@ -53,7 +73,7 @@ async def reader(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         **settings.kafka_client_options(),
     )
-    await client.start()
+    await start(client, settings.bootstrap())
     try:
         partitions = []
         for topic in topics:

@@ -11,6 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pydantic import BaseModel, ConfigDict, Field
 
 from fixstream.errors import UnknownNameError
+from fixstream.kafka import start
 from fixstream.schemas import EVENTS
 
 TOPIC_ALREADY_EXISTS = 36
@@ -84,7 +85,7 @@ async def apply_topics(
 ) -> ApplyReport:
     """Create missing topics; for existing ones compare partitions and configs (no changes)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
-    await admin.start()
+    await start(admin, bootstrap)
     try:
         report = ApplyReport()
         existing = set(await admin.list_topics())
