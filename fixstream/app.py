@@ -107,6 +107,7 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=4 * settings.max_message_bytes,
+        producer_max_batch_size=settings.producer_batch_bytes,
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
         web_host=settings.web_host,

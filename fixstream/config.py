@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=500, ge=1)
     """How long a fetch may wait at the broker for data: Kafka answers as soon as data
     arrives, so this only bounds idle polling; the embedded broker needs it short."""
+    producer_batch_bytes: int = Field(default=16384, ge=1)
+    """The most a producer puts in one batch per partition (Faust's and aiokafka's default,
+    16 KiB). The embedded broker needs 1, one record per batch: after a batch of several it
+    reports the partition's end offset as the batch's first offset + 1, so readers to the end
+    stop short and Faust's table recovery crashes ("persisted offset ... is higher than the
+    last offset in that topic")."""
     rebalance_wait_s: float = Field(default=10.0, gt=0)
     """How long a rebalance waits for messages in flight before it goes on without them
     (they are redone by the partition's next owner); Faust alone waits without a bound."""

@@ -45,6 +45,7 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     client = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap(),
         max_request_size=4 * settings.max_message_bytes,
+        max_batch_size=settings.producer_batch_bytes,
         **settings.kafka_client_options(),
     )
     await start(client, settings.bootstrap())

@@ -15,7 +15,7 @@ import gzip
 import random
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,18 @@ class Chaos:
     broker_paused_s: float = 0.0
     joiner: WorkerProcess | None = None
     """The worker that comes and goes: never a kill's victim."""
+    unready: list[str] = field(default_factory=list)
+    """Workers that crashed or did not get ready in time (why, from their log)."""
+
+
+async def _ready(worker: WorkerProcess, chaos: Chaos) -> None:
+    """Wait for a started worker. One that crashes or never gets ready is a defect the soak
+    reports (a must-be-0 figure); the chaos goes on around it."""
+    try:
+        await asyncio.to_thread(worker.wait_ready)
+    except RuntimeError as exc:
+        crashed = next((ln for ln in worker.output().splitlines() if "Error" in ln), "")
+        chaos.unready.append(f"{worker.log.name}: {str(exc).splitlines()[0]} {crashed[:300]}")
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:
@@ -91,15 +103,14 @@ async def _kill(system: System, cfg: SoakConfig, stop: asyncio.Event, chaos: Cha
         victim.kill()
         system.workers.remove(victim)
         chaos.kills += 1
-        replacement = system.spawn(f"soak-r{chaos.kills}")
-        await asyncio.to_thread(replacement.wait_ready)
+        await _ready(system.spawn(f"soak-r{chaos.kills}"), chaos)
 
 
 async def _join(system: System, cfg: SoakConfig, stop: asyncio.Event, chaos: Chaos) -> None:
     while not stop.is_set():
         chaos.joiner = joiner = system.spawn(f"soak-j{chaos.joins}")
         chaos.joins += 1
-        await asyncio.to_thread(joiner.wait_ready)
+        await _ready(joiner, chaos)
         await _wait(stop, cfg.joiner_every_s)
         await asyncio.to_thread(joiner.stop)  # SIGTERM: it leaves the group, committing
         system.workers.remove(joiner)
@@ -192,6 +203,7 @@ def must_be_zero(results: dict[str, Any]) -> dict[str, int]:
         "wrong verdicts": bugs["wrong_verdicts"],
         "re-driven bugs": bugs["redriven"],
         "unaccounted offsets": sum(end - at for at, end in results["offsets"].values()),
+        "workers crashed or not ready": len(results.get("unready_workers", ())),
     }
 
 
@@ -268,6 +280,7 @@ async def soak(cfg: SoakConfig) -> dict[str, Any]:
         "workers": cfg.workers,
         "kills": chaos.kills,
         "joins": chaos.joins,
+        "unready_workers": chaos.unready,
         "broker_paused_s": round(chaos.broker_paused_s, 1),
         "faults": cfg.faults,
         "seconds": time.perf_counter() - started,
@@ -320,6 +333,8 @@ def print_soak(results: dict[str, Any], console: Console) -> None:
         console.print(f"  lost bug {bug}: {why}", markup=False)
     for bug, copies in b["redrives"].items():
         console.print(f"  re-driven bug {bug}: {', '.join(copies)}", markup=False)
+    for why in results.get("unready_workers", ()):
+        console.print(f"  worker crashed or not ready: {why}", markup=False)
     for where, (at, end) in results["offsets"].items():
         console.print(f"  {where}: committed {at} of {end}", markup=False)
         for record in results["unconsumed"].get(where, []):
