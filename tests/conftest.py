@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from wheelhouse import build_wheelhouse, readable
 
 from fixstream import processes
@@ -97,6 +98,18 @@ class KafkaContainerBroker:
 
     def stop(self) -> None:
         pass
+
+
+async def one_partition_topic(bootstrap: str, prefix: str) -> str:
+    """A new topic with one partition, named ``prefix-<random>``: no other test sees it."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    return topic
 
 
 async def delete_every_topic(bootstrap: str, timeout: float = 60.0) -> None:

@@ -7,11 +7,10 @@ workers that way. Measured with aiokafka alone; the setting is fixstream's."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from conftest import one_partition_topic
 
 from fixstream.broker import EmbeddedBroker
 from fixstream.config import Settings
@@ -21,13 +20,7 @@ pytestmark = pytest.mark.integration
 
 async def _end_after_a_burst(bootstrap: str, batch_bytes: int) -> tuple[int, int]:
     """25 records sent at once: (the last offset written + 1, the end offset reported)."""
-    topic = f"ends-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    topic = await one_partition_topic(bootstrap, "ends")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
                                 max_batch_size=batch_bytes)  # fmt: skip
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
+from conftest import one_partition_topic
 
 from fixstream.faust_hooks import seek_every_partition_to_committed
 
@@ -18,13 +18,7 @@ pytestmark = pytest.mark.integration
 async def _fetched_and_dropped(bootstrap: str, rewind) -> list[int]:
     """Five records on a fresh topic, fetched by a group member that commits nothing (as
     Faust drops a paused partition's records), then rewound: the offsets that come again."""
-    topic, group = f"hooks-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    topic, group = await one_partition_topic(bootstrap, "hooks"), f"g-{uuid.uuid4().hex[:8]}"
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
