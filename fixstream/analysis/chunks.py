@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import threading
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -276,9 +277,17 @@ class _PythonCutter:
         return self._cut(children, start, end, floor, symbol, scope=scope)
 
 
-def _parse_python(text: str) -> ast.Module | None:
+_PARSER = threading.Lock()
+"""One parse at a time in this process: CPython 3.11's parser run from several threads at once
+(analyses run in threads) raised "SystemError: AST constructor recursion depth mismatch",
+and the 300-bug soak dead-lettered two valid bugs so."""
+
+
+def parse_python(text: str) -> ast.Module | None:
+    """The module's tree, or None when it is not Python this interpreter reads."""
     try:
-        return ast.parse(text.removeprefix("\ufeff"))
+        with _PARSER:
+            return ast.parse(text.removeprefix("\ufeff"))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
@@ -348,7 +357,7 @@ def chunk_source(path: str, text: str, *, budget: int) -> list[SourceChunk]:
     if not src.lines:
         return []
     pieces: list[_Piece] | None = None
-    if path.endswith(_PYTHON_SUFFIXES) and (tree := _parse_python(text)) is not None:
+    if path.endswith(_PYTHON_SUFFIXES) and (tree := parse_python(text)) is not None:
         pieces = _PythonCutter(src, tree, budget).pieces()
     if pieces is None:
         pieces = _split_lines(src, 1, len(src.lines), budget, None)

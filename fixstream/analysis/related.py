@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from fixstream.analysis.chunks import parse_python
 from fixstream.analysis.locate import LocatedFile
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{3,}")
@@ -77,9 +78,8 @@ def imported_files(repo: Path, paths: Iterable[str]) -> list[str]:
     for rel in paths:
         if not rel.endswith(".py"):
             continue
-        try:
-            tree = ast.parse((repo / rel).read_text(errors="replace"))
-        except SyntaxError:
+        tree = parse_python((repo / rel).read_text(errors="replace"))
+        if tree is None:
             continue
         package = Path(rel).parent.as_posix().replace("/", ".")
         for node in ast.walk(tree):

@@ -194,6 +194,8 @@ class PublishedLog:
         """How far the follower's current consumer has read each partition of ``fixes``."""
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._current = False
+        """Read to its end once since this worker started (``decided_after``)."""
 
     async def run(self) -> None:
         """The worker task: a follower running until the worker stops. One that dies is
@@ -249,13 +251,23 @@ class PublishedLog:
         self.ids[bug_id] = stage
         self.decided_at[bug_id] = max(self.decided_at.get(bug_id, 0.0), at)
 
-    def decided_after(self, bug_id: str, written_at: float) -> bool:
+    async def decided_after(self, bug_id: str, written_at: float) -> bool:
         """Whether ``bug_id``'s fix event was written after a stage input written at
         ``written_at``: the input is a redelivery from before the verdict. A dead-lettered
         bug's input redelivered after a rebalance would otherwise be processed again and its
         verdict would supersede the dead letter's (the 300-bug soak: 53 bugs with two fix
         events). A replay (``fixstream dlq replay``) or a re-drive writes a new record, later
-        than the verdict, and runs."""
+        than the verdict, and runs.
+
+        The first call waits until ``fixes`` is read to its end: a worker that had just
+        started took redeliveries before its follower had read their verdicts, and two bugs
+        got a second fix event so."""
+        if not self._current:
+            try:
+                await self.read_to_end()
+                self._current = True
+            except PublishedLogError as exc:  # judged on what was read; the next call waits
+                log.warning("deciding on %s before fixes was read to its end: %s", bug_id, exc)
         at = self.decided_at.get(bug_id)
         return at is not None and 0 < written_at < at
 
@@ -266,7 +278,12 @@ class PublishedLog:
         return stage is not None and not stage.startswith(DEAD_LETTER)
 
     async def holds(self, bug_id: str) -> bool:
-        """Whether ``fixes`` has a final event for ``bug_id``, having read up to its end.
+        """Whether ``fixes`` has a final event for ``bug_id``, having read up to its end."""
+        await self.read_to_end()
+        return self.final(bug_id)
+
+    async def read_to_end(self) -> None:
+        """Until the follower has read ``fixes`` up to its end as it is now.
 
         Bounded: a dead follower is started again, and one that reads nothing more for
         CATCH_UP_S raises PublishedLogError (a follower still reading, say a long ``fixes``
@@ -285,7 +302,7 @@ class PublishedLog:
                     log.info("end of fixes unknown yet: %r", exc)
             positions = self.positions
             if ends is not None and all(positions.get(tp, -1) >= end for tp, end in ends.items()):
-                return self.final(bug_id)
+                return
             if positions != seen:
                 seen, deadline = positions, loop.time() + CATCH_UP_S
             if loop.time() > deadline:

@@ -122,7 +122,7 @@ class Stage:
         sink: str,
         topics: Any,
         dead_letters: DeadLetters,
-        decided_after: Callable[[str, float], bool] | None = None,
+        decided_after: Callable[[str, float], Awaitable[bool]] | None = None,
     ) -> None:
         self.name = name
         self.decided_after = decided_after
@@ -158,7 +158,7 @@ class Stage:
         """
         value = event.value
         written_at = event.message.timestamp or 0.0
-        if self.decided_after is not None and self.decided_after(value.bug_id, written_at):
+        if self.decided_after is not None and await self.decided_after(value.bug_id, written_at):
             telemetry.active().metrics.stage_outcomes.labels(self.name, "decided").inc()
             log.info("%s: %s has its fix event already; dropping an older input", self.name,
                      value.bug_id)  # fmt: skip

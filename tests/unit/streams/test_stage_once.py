@@ -145,10 +145,17 @@ async def test_an_input_written_before_its_bug_got_its_fix_event_is_dropped():
     from fixstream.streams.finals import PublishedLog
 
     published = PublishedLog(Settings())
-    published.ids["b1"], published.decided_at["b1"] = "dlq:fix", 2000.0
+    read: list[bool] = []
+
+    async def read_to_end() -> None:  # the follower reads the verdict only now
+        read.append(True)
+        published.ids["b1"], published.decided_at["b1"] = "dlq:fix", 2000.0
+
+    published.read_to_end = read_to_end
     stage, topics, calls = _recording_fix_stage()
     stage.decided_after = published.decided_after
     await stage.process(_event(rootcaused(), written_at=1000.0))  # from before the verdict
     assert calls == [] and topics["bugs.status"].sent == []
+    assert read == [True], "a worker just started reads fixes to its end before it decides"
     await stage.process(_event(rootcaused(), written_at=3000.0))  # a replay: a new record
-    assert calls == [0]
+    assert calls == [0] and read == [True]  # once
