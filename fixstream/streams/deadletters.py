@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -18,6 +17,7 @@ from fixstream.artifacts import ArtifactStore
 from fixstream.errors import FixstreamError
 from fixstream.schemas import DeadLetter
 from fixstream.schemas.deadletter import HEADER_PREFIX
+from fixstream.wire import header
 
 log = logging.getLogger(__name__)
 MAX_TRACE_CHARS = 4000
@@ -48,9 +48,8 @@ def header_count(headers: Any, name: str) -> int:
     """A count carried in header ``name`` (0 when it is absent or bad: headers come from any
     producer, so a bad one must not stop the processing of the message)."""
     try:
-        items = headers.items() if isinstance(headers, Mapping) else headers or ()
-        raw = next((v for k, v in items if k == name), None)
-        return max(0, int(bytes(raw).decode("ascii"))) if raw is not None else 0
+        raw = header(headers, name)
+        return max(0, int(raw.decode("ascii"))) if raw is not None else 0
     except (TypeError, ValueError):
         return 0
 
