@@ -36,7 +36,7 @@ from fixstream.schemas import (
     StackFrame,
     StageMeta,
 )
-from fixstream.streams.stage import Outcome
+from fixstream.streams.stage import Outcome, stage_meta
 from fixstream.summaries import ReportSummary, render, report_prompt, summary_event
 from fixstream.tokens import count_tokens
 
@@ -196,13 +196,7 @@ async def summarise(bug: AnalyzedBug, llm: Gateway) -> Outcome:
         summary = None
         note = f"summary from evidence only: {type(exc).__name__}: {exc}"
     text = render(bug, summary)
-    meta = bug.meta.model_copy(
-        update={
-            "elapsed_ms": bug.meta.elapsed_ms + (time.perf_counter() - started) * 1000,
-            "tokens_in": usage.tokens_in, "tokens_out": usage.tokens_out,
-            "cost_usd": usage.cost_usd,
-        }
-    )  # fmt: skip
+    meta = stage_meta(STAGE, bug.meta.elapsed_ms / 1000 + time.perf_counter() - started, usage)
     return Outcome(
         output=bug.model_copy(update={"summary": text, "meta": meta}),
         summary=summary_event(bug.bug_id, STAGE, 1, text),
