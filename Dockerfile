@@ -2,9 +2,8 @@
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md topics.yaml ./
+COPY pyproject.toml README.md ./
 COPY fixstream ./fixstream
-COPY examples ./examples
 RUN pip install --no-cache-dir -e .
 ENV FIXSTREAM_DATA_DIR=/data FIXSTREAM_WEB_HOST=0.0.0.0
 ENTRYPOINT ["fixstream"]

@@ -527,10 +527,10 @@ cli.add_typer(examples_cli, name="examples")
 @examples_cli.command("scenarios")
 def examples_scenarios() -> None:
     """Regenerate each example's simulator scenario from its fix.json."""
-    from fixstream.config import REPO_ROOT
+    from fixstream.config import EXAMPLES
     from fixstream.scenarios import write_example_scenarios
 
-    for path in write_example_scenarios(REPO_ROOT / "examples"):
+    for path in write_example_scenarios(EXAMPLES):
         console.print(f"wrote {path}")
 
 

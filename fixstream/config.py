@@ -5,13 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fixstream.llm.accounting import DEFAULT_PRICES, Price
 from fixstream.llm.cache import DEFAULT_SEMANTIC
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+EXAMPLES = PACKAGE_DIR / "examples"
+"""The bundled example bugs: package data, so that an installed wheel has them too."""
+TOPICS_FILE = PACKAGE_DIR / "topics.yaml"
+
+
+def default_data_dir() -> Path:
+    """``var/`` beside the code in a source checkout; the user's data directory when installed
+    (site-packages is no place for state, and may not be writable)."""
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "var"
+    return platformdirs.user_data_path("fixstream")
 
 
 class Settings(BaseSettings):
@@ -52,7 +65,7 @@ class Settings(BaseSettings):
     (they are redone by the partition's next owner); Faust alone waits without a bound."""
 
     app_id: str = "fixstream"
-    topics_file: Path = REPO_ROOT / "topics.yaml"
+    topics_file: Path = TOPICS_FILE
     partitions: int | None = None
     """Override every topic's partition count from topics.yaml (None keeps the file's)."""
     store: str = "memory://"
@@ -64,7 +77,7 @@ class Settings(BaseSettings):
     web_enabled: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    data_dir: Path = REPO_ROOT / "var"
+    data_dir: Path = Field(default_factory=default_data_dir)
     """Faust state, artifacts and repository checkouts live under here."""
     trace_dir: Path | None = None
     """Spans of every stage run, LLM call and test run, one JSON-lines file per worker

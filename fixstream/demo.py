@@ -11,7 +11,7 @@ from rich.console import Console
 
 from fixstream.artifacts import ArtifactStore
 from fixstream.broker import EmbeddedBroker
-from fixstream.config import REPO_ROOT, Settings
+from fixstream.config import EXAMPLES, Settings
 from fixstream.kafka import producer, publish
 from fixstream.llm.simulator.process import simulator_process
 from fixstream.reports import report_from_file
@@ -19,12 +19,11 @@ from fixstream.scenarios import scenario_files
 from fixstream.topics import apply_topics, load_catalog
 from fixstream.worker import WorkerProcess
 
-EXAMPLES = REPO_ROOT / "examples"
-
 
 @contextlib.contextmanager
 def embedded(settings: Settings, console: Console, sim_time_scale: float) -> Iterator[Settings]:
     """The embedded defaults: a broker and the LLM simulator, unless settings name real ones."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         updates: dict[str, object] = {}
         if not settings.broker:
@@ -54,7 +53,6 @@ def run_demo(settings: Settings, console: Console, timeout: float, sim_time_scal
     if not reports:
         console.print(f"[red]no examples under {EXAMPLES}")
         return 1
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     with embedded(settings, console, sim_time_scale) as settings:
         console.print("starting a worker…")
         worker = WorkerProcess(settings, settings.data_dir / "worker.log")

@@ -18,12 +18,11 @@ from wheelhouse import build_wheelhouse, readable
 
 from fixstream import processes
 from fixstream.broker import EmbeddedBroker, free_port, wait_until_answers
-from fixstream.config import Settings
+from fixstream.config import EXAMPLES, Settings
 from fixstream.topics import apply_topics, load_catalog
 from fixstream.worker import WorkerProcess, subprocess_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO_ROOT / "examples"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 """Repositories of the tests' own (not demo examples): ``tests/data/<name>``."""
 collect_ignore = ["data"]

@@ -36,8 +36,8 @@ from typing import Any
 import orjson
 
 from fixstream.bench import percentile
-from fixstream.bench.system import EXAMPLES, example_bugs
-from fixstream.config import Settings
+from fixstream.bench.system import example_bugs
+from fixstream.config import EXAMPLES, Settings
 from fixstream.errors import EnvironmentBuildError, SandboxUnavailableError
 from fixstream.sandbox import bwrap, cgroups
 from fixstream.sandbox.bwrap import ENV, Jail, Layout

@@ -19,7 +19,7 @@ import orjson
 
 from fixstream import processes
 from fixstream.broker import EmbeddedBroker
-from fixstream.config import REPO_ROOT, Settings
+from fixstream.config import EXAMPLES, Settings
 from fixstream.kafka import producer, publish, reader
 from fixstream.llm.simulator.process import simulator_process
 from fixstream.reports import report_from_file
@@ -27,8 +27,6 @@ from fixstream.scenarios import scenario_files
 from fixstream.schemas import BugReport, ChunkResult, ChunkTask
 from fixstream.topics import apply_topics, load_catalog
 from fixstream.worker import WorkerProcess
-
-EXAMPLES = REPO_ROOT / "examples"
 
 
 @dataclass

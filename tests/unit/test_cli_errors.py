@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from fixstream.config import REPO_ROOT
+from fixstream.config import EXAMPLES
 
 DEAD = "127.0.0.1:1"  # nothing listens on port 1
-EXAMPLE = str(REPO_ROOT / "examples" / "off_by_one" / "report.json")
+EXAMPLE = str(EXAMPLES / "off_by_one" / "report.json")
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import subprocess
 import pytest
 import yaml
 
-from fixstream.config import REPO_ROOT
+from fixstream.config import PACKAGE_DIR
 
-COMPOSE = REPO_ROOT / "docker-compose.yml"
+COMPOSE = PACKAGE_DIR.parent / "docker-compose.yml"
 
 
 def test_compose_runs_kraft_kafka_redis_and_scalable_workers():

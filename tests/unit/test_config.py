@@ -49,3 +49,17 @@ def test_no_llm_configured_is_a_clear_error(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(NoLLMConfiguredError, match="run `fixstream sim`"):
         build_gateway(Settings())
+
+
+def test_state_lives_in_var_of_a_checkout_and_in_the_user_data_directory_when_installed(
+    tmp_path, monkeypatch
+):
+    from fixstream import config
+
+    assert config.default_data_dir() == config.PACKAGE_DIR.parent / "var"  # this checkout
+    installed = tmp_path / "site-packages" / "fixstream"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(config, "PACKAGE_DIR", installed)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert config.default_data_dir() == tmp_path / "data" / "fixstream"
+    assert Settings().data_dir == tmp_path / "data" / "fixstream"

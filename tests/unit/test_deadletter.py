@@ -46,13 +46,13 @@ async def test_a_message_that_cannot_be_decoded_is_dead_lettered_before_it_is_ac
     from faust.types import TP, Message
 
     from fixstream.codec import register_codecs
-    from fixstream.config import REPO_ROOT
+    from fixstream.config import TOPICS_FILE
     from fixstream.streams.topics import DeadLetteringTopic, Topics
     from fixstream.topics import load_catalog
 
     register_codecs(1_000_000)
     app = faust.App("decode-order", broker="kafka://127.0.0.1:1")
-    catalog = load_catalog(REPO_ROOT / "topics.yaml")
+    catalog = load_catalog(TOPICS_FILE)
     topic: DeadLetteringTopic = Topics(app, catalog)["bugs.reported"]
     order: list[str] = []
 

@@ -42,7 +42,7 @@ def test_plan_command_prints_the_talks_table_and_estimates_a_real_bug(tmp_path, 
     from typer.testing import CliRunner
 
     from fixstream.cli import cli
-    from fixstream.config import REPO_ROOT
+    from fixstream.config import EXAMPLES
 
     monkeypatch.setenv("FIXSTREAM_DATA_DIR", str(tmp_path))
     runner = CliRunner()
@@ -50,7 +50,7 @@ def test_plan_command_prints_the_talks_table_and_estimates_a_real_bug(tmp_path, 
     assert talk.exit_code == 0, talk.output
     assert "99.4" in talk.output and "6.2" in talk.output and "speedup 16.0x" in talk.output
     assert "need at least 220.0 s" in talk.output
-    report = REPO_ROOT / "examples" / "long_log" / "report.json"
+    report = EXAMPLES / "long_log" / "report.json"
     real = runner.invoke(cli, ["plan", "--bug", str(report), "--parallel", "4"])
     assert real.exit_code == 0, real.output
     assert "chunk calls" in real.output and "cost $" in real.output
@@ -62,11 +62,11 @@ def test_plan_says_whether_the_bugs_environment_is_ready_or_what_a_build_costs(
     from typer.testing import CliRunner
 
     from fixstream.cli import cli
-    from fixstream.config import REPO_ROOT
+    from fixstream.config import EXAMPLES
     from fixstream.sandbox.environments import Environments
 
     monkeypatch.setenv("FIXSTREAM_DATA_DIR", str(tmp_path))
-    report = REPO_ROOT / "examples" / "long_log" / "report.json"
+    report = EXAMPLES / "long_log" / "report.json"
     runner = CliRunner()
     cold = runner.invoke(cli, ["plan", "--bug", str(report)], terminal_width=200)
     assert cold.exit_code == 0, cold.output
@@ -80,9 +80,7 @@ def test_plan_says_whether_the_bugs_environment_is_ready_or_what_a_build_costs(
     measured = runner.invoke(cli, ["plan", "--bug", str(report)], terminal_width=200)
     assert "the 1 builds in the store took 2.5 s (median)" in _flat(measured.output)
 
-    key = envs.plan(
-        REPO_ROOT / "examples" / "long_log" / "repo", None, ["python", "-m", "pytest", "-q"]
-    ).key
+    key = envs.plan(EXAMPLES / "long_log" / "repo", None, ["python", "-m", "pytest", "-q"]).key
     (tmp_path / "envs" / key).mkdir()
     (tmp_path / "envs" / key / "meta.json").write_bytes(
         orjson.dumps({"seconds": 1.0, "interpreter": "/usr"})

@@ -5,14 +5,14 @@ from __future__ import annotations
 import orjson
 
 from fixstream.artifacts import ArtifactStore
-from fixstream.config import REPO_ROOT
+from fixstream.config import EXAMPLES
 from fixstream.errors import TransientLLMError
 from fixstream.llm import Gateway, GatewayConfig, ScriptedTransport
 from fixstream.reports import report_from_file
 from fixstream.streams.analysis import AnalysisConfig, analyse, summarise
 from fixstream.tokens import count_tokens
 
-EXAMPLE = REPO_ROOT / "examples" / "long_log" / "report.json"
+EXAMPLE = EXAMPLES / "long_log" / "report.json"
 FAST = GatewayConfig(max_attempts=2, max_reasks=1, backoff_base_s=0.001, backoff_max_s=0.001)
 ANSWER = orjson.dumps(
     {

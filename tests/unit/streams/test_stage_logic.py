@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fixstream.config import REPO_ROOT
+from fixstream.config import EXAMPLES
 from fixstream.sandbox.environments import Environments
 from fixstream.scenarios import example_rules, scenario_files, scenario_text
 from fixstream.schemas import (
@@ -22,8 +22,6 @@ from fixstream.schemas import (
 from fixstream.streams.knobs import StageKnobs
 from fixstream.streams.reproduce import judge
 from fixstream.streams.root_cause import rank
-
-EXAMPLES = REPO_ROOT / "examples"
 
 
 def _run(exit_code: int, failed=(), passed=(), output="", timed_out=False) -> TestRun:
