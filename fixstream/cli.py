@@ -399,13 +399,18 @@ def sim(
     ] = "",
     hang_seconds: float = 30.0,
     scenario: Annotated[list[Path] | None, typer.Option(help="Scenario file (repeatable).")] = None,
+    examples: Annotated[
+        bool, typer.Option(help="Answer the bundled examples (their scenario files).")
+    ] = False,
     config: Annotated[Path | None, typer.Option(help="A SimulatorConfig YAML/JSON file.")] = None,
     seed: int = 0,
 ) -> None:
     """Run the LLM SIMULATOR: an OpenAI-compatible server with the talk's latency model."""
     import logging
 
+    from fixstream.config import EXAMPLES
     from fixstream.llm.simulator import FaultRates, SimulatorConfig, serve_forever
+    from fixstream.scenarios import scenario_files
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base = SimulatorConfig.from_file(config) if config else SimulatorConfig()
@@ -413,7 +418,11 @@ def sim(
         "time_scale": time_scale,
         "hang_seconds": hang_seconds,
         "seed": seed,
-        "scenario_paths": [*base.scenario_paths, *(scenario or [])],
+        "scenario_paths": [
+            *base.scenario_paths,
+            *(scenario or []),
+            *(scenario_files(EXAMPLES) if examples else []),
+        ],
     }
     if tpm is not None:
         overrides["tpm"] = tpm

@@ -130,6 +130,8 @@ async def validate(bug: PatchedBug, knobs: StageKnobs) -> Outcome:
             else f"no candidate patch after {attempt + 1} fix attempt(s)"
         )
         runs = [v.run for v in verdicts if v.run is not None]
+        if not runs:  # nothing even reached the tests: say whose answer it was
+            reason = f"the model gave no usable answer: {reason}"
     summary = revise(bug.bug_id, STAGE, 10 + attempt, bug.summary, [f"Result: {status}: {reason}"])
     event = FixEvent(
         bug_id=bug.bug_id,

@@ -337,3 +337,39 @@ async def test_embeddings_near_duplicates_are_closer() -> None:
     assert near > 0.9 and far < 0.5
     assert floats.data[0].embedding == pytest.approx(vectors[0], abs=1e-6)
     assert result.usage.prompt_tokens > 20
+
+
+def _first_lines_of_sim(*args: str, until: str, timeout: float = 20.0) -> str:
+    """What ``fixstream sim ARGS`` logs at start, up to the line containing ``until``."""
+    import subprocess
+    import sys
+
+    from fixstream.broker import free_port
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fixstream", "sim", "--port", str(free_port()), *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.stderr is not None:
+            line = process.stderr.readline()
+            seen.append(line)
+            if until in line or not line:
+                break
+    finally:
+        process.kill()
+        process.wait()
+    return "".join(seen)
+
+
+def test_the_simulator_says_at_start_that_it_answers_only_its_scenarios():
+    from fixstream.config import EXAMPLES
+    from fixstream.scenarios import scenario_files
+
+    bundled = _first_lines_of_sim("--examples", until="answers only")
+    assert "not a real model" in bundled
+    assert f"from {len(scenario_files(EXAMPLES))} files" in bundled
+    bare = _first_lines_of_sim(until="no scenario")
+    assert "no scenario: every answer is arbitrary" in bare and "--examples" in bare

@@ -738,6 +738,19 @@ async def run_simulator(
             host,
             bound_port,
         )
+        rules = len(config.resolved_rules())
+        if rules:
+            log.info(
+                "it answers only what its scenarios script (%d rules from %d files); any other"
+                " prompt gets an arbitrary schema-valid answer, which fixes no bug",
+                rules,
+                len(config.scenario_paths),
+            )
+        else:
+            log.warning(
+                "no scenario: every answer is arbitrary (schema-valid) and no bug will be fixed;"
+                " pass --examples for the bundled examples, or --scenario FILE"
+            )
         yield running
     finally:
         await runner.cleanup()

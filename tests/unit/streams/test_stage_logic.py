@@ -6,22 +6,28 @@ from pathlib import Path
 
 from fixstream.config import EXAMPLES
 from fixstream.sandbox.environments import Environments
+from fixstream.sandbox.runner import Environment
 from fixstream.scenarios import example_rules, scenario_files, scenario_text
 from fixstream.schemas import (
     AnalyzedBug,
     BugReport,
+    CandidatePatch,
     ChunkRef,
     ChunkResult,
+    Edit,
     Evidence,
+    PatchedBug,
     RepoRef,
     ReproducedBug,
     Reproduction,
+    RootCausedBug,
     StageMeta,
     TestRun,
 )
 from fixstream.streams.knobs import StageKnobs
 from fixstream.streams.reproduce import judge
 from fixstream.streams.root_cause import rank
+from fixstream.streams.validate import validate
 
 
 def _run(exit_code: int, failed=(), passed=(), output="", timed_out=False) -> TestRun:
@@ -110,3 +116,32 @@ def test_committed_scenarios_match_fix_json():
         committed = (example / "scenario.yaml").read_text()
         assert committed == scenario_text(example_rules(example)), example.name
     assert scenario_files(EXAMPLES)[-1].name == "scenario.common.yaml"  # fallbacks go last
+
+
+class _NoEnvironment(StageKnobs):
+    """Knobs whose environment is never built: no candidate here gets as far as the tests."""
+
+    async def environment(self, repo_dir: Path, repo: RepoRef) -> Environment:
+        return Environment(key="none", path=repo_dir, interpreter="/usr")
+
+
+async def test_a_failure_with_no_patch_that_applies_says_the_model_gave_no_usable_answer(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "m.py").write_text("def f():\n    return 1\n")
+    bug = _reproduced([_chunk(0)])
+    analyzed = bug.analyzed.model_copy(update={"repo_dir": str(repo)})
+    rootcaused = RootCausedBug(
+        bug_id="b", meta=StageMeta(stage="root_cause", attempt=2),
+        reproduced=bug.model_copy(update={"analyzed": analyzed}),
+    )  # fmt: skip
+    arbitrary = Edit(path="m.py", search="lorem ipsum dolor", replace="sit amet")
+    patched = PatchedBug(
+        bug_id="b", meta=StageMeta(stage="fix", attempt=2), rootcaused=rootcaused,
+        candidates=[CandidatePatch(candidate_id="b:1", edits=[arbitrary], origin="proposal 1")],
+    )  # fmt: skip
+    knobs = _NoEnvironment(workspaces=tmp_path / "ws", envs=Environments(tmp_path / "envs"))
+    outcome = await validate(patched, knobs)
+    assert outcome.output.status == "failed"
+    assert outcome.output.reason.startswith("the model gave no usable answer: no candidate passed")
+    assert "patch refused" in outcome.output.reason
