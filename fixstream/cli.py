@@ -23,6 +23,14 @@ from rich.table import Table
 from fixstream.artifacts import ArtifactStore
 from fixstream.bench import WORKLOADS as ALL
 from fixstream.broker import EmbeddedBroker
+from fixstream.cli_options import (
+    TIME_SCALE_HELP,
+    BrokerOption,
+    JsonFlag,
+    State,
+    settings_for,
+    settings_with_broker,
+)
 from fixstream.config import Settings
 from fixstream.dlq import dlq_cli
 from fixstream.errors import FixstreamError, describe_validation
@@ -53,18 +61,8 @@ cli.add_typer(bench_cli, name="bench")
 console = Console()
 
 
-class State:
-    settings: Settings = None  # type: ignore[assignment]
-    """Read by the callback below before any command runs (not at import: a bad setting is
-    then one clear line, not a traceback)."""
-
-
 @cli.callback()
-def _settings(
-    broker: Annotated[
-        str | None, typer.Option(help="Bootstrap servers (default: $FIXSTREAM_BROKER).")
-    ] = None,
-) -> None:
+def _settings(broker: BrokerOption = None) -> None:
     overrides = {"broker": broker} if broker else {}
     try:
         State.settings = Settings(**overrides)
@@ -78,14 +76,6 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     """One clear line on stderr, never a traceback (and never rich markup: it quotes input)."""
     typer.echo(message, err=True)
     raise typer.Exit(code)
-
-
-def _settings_with_broker() -> Settings:
-    settings = State.settings
-    if not settings.broker:
-        console.print("[red]no broker: pass --broker or set FIXSTREAM_BROKER (or use `up`)")
-        raise typer.Exit(2)
-    return settings
 
 
 @cli.command()
@@ -106,9 +96,9 @@ def broker(port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0) 
 
 
 @topics_cli.command("apply")
-def topics_apply() -> None:
+def topics_apply(broker: BrokerOption = None) -> None:
     """Create missing topics and report drift (partitions or configs that differ)."""
-    settings = _settings_with_broker()
+    settings = settings_with_broker(broker)
     catalog = load_catalog(settings.topics_file, settings.partitions)
     report = asyncio.run(
         apply_topics(catalog, settings.bootstrap(), settings.kafka_client_options())
@@ -174,7 +164,9 @@ def submit(
     description: Annotated[str, typer.Option()] = "",
     log: Annotated[list[Path] | None, typer.Option(help="A log file (repeatable).")] = None,
     test_command: Annotated[str | None, typer.Option(help="e.g. 'python -m pytest -q'")] = None,
-    bug_id: Annotated[str | None, typer.Option()] = None,
+    bug: Annotated[
+        str | None, typer.Option(help="The bug's id (default: from the report).")
+    ] = None,
     wire: Annotated[
         bool,
         typer.Option(
@@ -183,13 +175,14 @@ def submit(
             "value) instead of publishing it.",
         ),
     ] = False,
+    broker: BrokerOption = None,
 ) -> None:
     """Publish a bug report to bugs.reported, from a JSON file or from flags."""
-    settings = State.settings if wire else _settings_with_broker()
+    settings = State.settings if wire else settings_with_broker(broker)
     if file is not None:
         report = report_from_file(
             file,
-            bug_id,
+            bug,
             store=ArtifactStore(settings.artifact_dir),
             inline_limit=settings.inline_artifact_bytes,
         )
@@ -202,7 +195,7 @@ def submit(
             test_command=shlex.split(test_command) if test_command else None,
             store=ArtifactStore(settings.artifact_dir),
             inline_limit=settings.inline_artifact_bytes,
-            bug_id=bug_id,
+            bug_id=bug,
         )
     else:
         raise typer.BadParameter("give a JSON file, or --repo and --title")
@@ -247,9 +240,10 @@ def watch(
     bug: Annotated[list[str] | None, typer.Option(help="Stop when these bugs end.")] = None,
     until_stage: Annotated[str | None, typer.Option(help="...or passed this stage.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds.")] = 3600.0,
+    broker: BrokerOption = None,
 ) -> None:
     """Follow status and fix events live."""
-    settings = _settings_with_broker()
+    settings = settings_with_broker(broker)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(follow(settings, set(bug or []) or None, until_stage, timeout))
 
@@ -257,10 +251,11 @@ def watch(
 @cli.command()
 def status(
     bug: Annotated[list[str] | None, typer.Argument(help="Bug ids (default: every bug).")] = None,
+    broker: BrokerOption = None,
 ) -> None:
     """Where every bug is: each stage's state, and how it ended (from the topics, no worker
     needed). With one bug id: its whole history, event by event."""
-    settings = _settings_with_broker()
+    settings = settings_with_broker(broker)
     records = asyncio.run(read_to_end(settings, ["bugs.status", "fixes", "bugs.dlq"]))
     board = Board()
     for r in records:
@@ -290,23 +285,24 @@ def worker(
     profile: Annotated[
         Path | None, typer.Option(help="Write a cProfile (pstats) of the run here on exit.")
     ] = None,
+    broker: BrokerOption = None,
 ) -> None:
     """Run a stream worker (all stages); start more to scale out."""
     from fixstream.worker import run_worker
 
-    run_worker(_settings_with_broker(), loglevel, profile)
+    run_worker(settings_with_broker(broker), loglevel, profile)
 
 
 @cli.command()
 def up(
     loglevel: str = "info",
-    sim_time_scale: Annotated[float, typer.Option(help="Simulator speed-up.")] = 1.0,
+    time_scale: Annotated[float, typer.Option(help=TIME_SCALE_HELP)] = 1.0,
 ) -> None:
     """Run a worker, starting the embedded broker and LLM simulator when none is configured."""
     from fixstream.demo import embedded
     from fixstream.worker import run_worker
 
-    with embedded(State.settings, console, sim_time_scale) as settings:
+    with embedded(State.settings, console, time_scale) as settings:
         console.print(f"export FIXSTREAM_BROKER={settings.broker}")
         run_worker(settings, loglevel)
 
@@ -343,12 +339,15 @@ async def _cache_call(settings: Settings, worker: str | None, path: str, params:
 
 
 @cache_cli.command("stats")
-def cache_stats(worker: WorkerOption = None, json: bool = False) -> None:
+def cache_stats(
+    worker: WorkerOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Entries, bytes, and per cache: hits, misses, tokens and seconds saved."""
     from fixstream.cache import CACHES, CacheStats
 
     raw = asyncio.run(_cache_call(State.settings, worker, "stats", {}))
-    if json:
+    if as_json:
         typer.echo(orjson.dumps(raw).decode())
         return
     stats = CacheStats.from_dict(raw)
@@ -391,7 +390,7 @@ def _fault_rates(text: str) -> dict[str, float]:
 def sim(
     host: str = "127.0.0.1",
     port: int = 8000,
-    time_scale: Annotated[float, typer.Option(help="0.01 runs 100x faster, same ratios.")] = 1.0,
+    time_scale: Annotated[float, typer.Option(help=TIME_SCALE_HELP)] = 1.0,
     tpm: Annotated[int | None, typer.Option(help="Tokens per (scaled) minute.")] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per (scaled) minute.")] = None,
     faults: Annotated[
@@ -487,7 +486,9 @@ def plan(
     model: Annotated[str, typer.Option(help="A simulator profile for the timings.")] = "gpt-4.1",
     tpm: int | None = None,
     rpm: int | None = None,
-    bug: Annotated[Path | None, typer.Option(help="Estimate a real report's root cause.")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="A bug report: estimate its real root cause.")
+    ] = None,
 ) -> None:
     """Do your own math: one LLM call against many in parallel, before spending a token."""
 
@@ -503,13 +504,13 @@ def plan(
     profile = Profile(
         prefill_ms_per_input_token=sim.prefill_ms_per_input_token,
         output_tokens_per_second=sim.output_tokens_per_second,
-        base_latency_ms=sim.base_latency_ms if bug else 0.0,
+        base_latency_ms=sim.base_latency_ms if report else 0.0,
     )
-    if bug is not None:
-        raw, input_tokens, output_tokens, chunks, analyzed = _bug_workload(bug, State.settings)
+    if report is not None:
+        raw, input_tokens, output_tokens, chunks, analyzed = _bug_workload(report, State.settings)
         console.print(_environment_cost(analyzed, State.settings))
         console.print(
-            f"{bug}: report and logs {raw:,} tokens; root cause sends {input_tokens:,} "
+            f"{report}: report and logs {raw:,} tokens; root cause sends {input_tokens:,} "
             f"tokens in {chunks} chunk calls and gets about {output_tokens:,} back"
         )
     result = make_plan(profile, input_tokens, output_tokens, parallel, chunks=chunks, tpm=tpm,
@@ -662,9 +663,9 @@ def bench_gateway(
     levels: Annotated[str, typer.Option(help="Concurrency levels.")] = "1,4,16,64",
     calls_per_slot: Annotated[int, typer.Option(help="Calls per concurrent slot.")] = 4,
     model: str = "gpt-4.1",
-    time_scale: Annotated[float, typer.Option(help="Simulator time scale.")] = 0.1,
+    time_scale: Annotated[float, typer.Option(help=TIME_SCALE_HELP)] = 0.1,
     max_tokens: Annotated[int, typer.Option(help="Output tokens per call.")] = 200,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the results here, as JSON.")] = None,
 ) -> None:
     """Output tokens/s at each concurrency, and the gateway's own overhead per call."""
 
@@ -701,25 +702,24 @@ def bench_gateway(
         "overhead = measured latency - the latency model's prefill + decode "
         "(HTTP, JSON, openai client and gateway), in real milliseconds"
     )
-    if json_out:
-        json_out.write_bytes(
-            orjson.dumps([r.model_dump() for r in results], option=orjson.OPT_INDENT_2)
-        )
+    if out:
+        out.write_bytes(orjson.dumps([r.model_dump() for r in results], option=orjson.OPT_INDENT_2))
 
 
 @cli.command()
 def doctor(
-    as_json: Annotated[bool, typer.Option("--json", help="The checks as a JSON list.")] = False,
+    as_json: JsonFlag = False,
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds each network check may wait.")
     ] = 5.0,
+    broker: BrokerOption = None,
 ) -> None:
     """Check this machine can run the main job: broker, LLM endpoint, sandbox, environment
     builder, Redis. One line per part; exit 1 when any part FAILs."""
     from fixstream.doctor import exit_code, quiet_logs, render, run_checks, summary
 
     with quiet_logs():
-        checks = asyncio.run(run_checks(State.settings, timeout))
+        checks = asyncio.run(run_checks(settings_for(broker), timeout))
     if as_json:
         typer.echo(orjson.dumps([c.as_json() for c in checks]).decode())
     else:
@@ -731,12 +731,12 @@ def doctor(
 @cli.command()
 def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every example.")] = 300.0,
-    sim_time_scale: Annotated[float, typer.Option(help="Simulator speed-up.")] = 0.2,
+    time_scale: Annotated[float, typer.Option(help=TIME_SCALE_HELP)] = 0.2,
 ) -> None:
     """Start everything embedded, submit the bundled examples, show them go through."""
     from fixstream.demo import run_demo
 
-    raise typer.Exit(run_demo(State.settings, console, timeout, sim_time_scale))
+    raise typer.Exit(run_demo(State.settings, console, timeout, time_scale))
 
 
 def main() -> None:

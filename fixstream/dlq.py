@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from fixstream.artifacts import ArtifactStore
+from fixstream.cli_options import BrokerOption, JsonFlag, settings_with_broker
 from fixstream.config import Settings
 from fixstream.errors import ArtifactError, describe_validation
 from fixstream.kafka import producer, read_to_end
@@ -344,16 +345,6 @@ def _error(message: str) -> None:
     Console(stderr=True).print(Text(printable(message), style="red"), soft_wrap=True)
 
 
-def _settings() -> Settings:
-    """The settings the ``fixstream`` callback read (``--broker``, ``FIXSTREAM_*``)."""
-    from fixstream.cli import State  # lazily: the cli module adds this sub-app
-
-    if not State.settings.broker:
-        _error("no broker: pass --broker or set FIXSTREAM_BROKER (or use `up`)")
-        raise typer.Exit(2)
-    return State.settings
-
-
 def _read(settings: Settings) -> list[Entry]:
     try:
         return asyncio.run(read_letters(settings))
@@ -372,15 +363,15 @@ ErrorOption = Annotated[
 
 @dlq_cli.command("list")
 def list_letters(
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line, for scripts.")
-    ] = False,
+    as_json: JsonFlag = False,
     stage: StageOption = None,
     error: ErrorOption = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the N most recent.")] = None,
+    broker: BrokerOption = None,
 ) -> None:
-    """Dead letters, oldest first: where each came from, which stage refused it and why."""
-    entries = [e for e in _read(_settings()) if matches(e, stage, error)]
+    """Dead letters, oldest first (``--json``: one object per line): where each came from,
+    which stage refused it and why."""
+    entries = [e for e in _read(settings_with_broker(broker)) if matches(e, stage, error)]
     if limit is not None:
         entries = entries[-limit:]
     if as_json:
@@ -407,11 +398,12 @@ def replay_letters(
         int, typer.Option(min=1, help="Skip letters already replayed this many times.")
     ] = MAX_REPLAYS,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, re-submit nothing.")] = False,
+    broker: BrokerOption = None,
 ) -> None:
     """Re-submit dead letters' original key and value to their original topic."""
     try:
         require_selection(offset or [], all_retryable)  # before reaching for the broker
-        settings = _settings()
+        settings = settings_with_broker(broker)
         chosen = select(
             _read(settings), offset or [], all_retryable=all_retryable, stage=stage, error=error
         )

@@ -26,7 +26,7 @@ def test_up_fixes_a_bug_from_a_fresh_data_dir_and_stops_cleanly_on_ctrl_c(tmp_pa
     log = tmp_path / "up.log"
     with log.open("w") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "fixstream", "up", "--sim-time-scale", "0.05"],
+            [sys.executable, "-m", "fixstream", "up", "--time-scale", "0.05"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:
@@ -44,7 +44,7 @@ def test_up_fixes_a_bug_from_a_fresh_data_dir_and_stops_cleanly_on_ctrl_c(tmp_pa
             )  # fmt: skip
 
         report = str(EXAMPLES / "off_by_one" / "report.json")
-        assert fixstream("submit", report, "--bug-id", "up-1").returncode == 0
+        assert fixstream("submit", report, "--bug", "up-1").returncode == 0
         watched = fixstream("watch", "--bug", "up-1", "--timeout", "120")
         assert "fixed" in watched.stdout, watched.stdout[-2000:] + log.read_text()[-3000:]
     finally:

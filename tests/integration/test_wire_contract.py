@@ -31,9 +31,7 @@ def _wire_examples(settings) -> list[dict]:
     messages = []
     for report in sorted(EXAMPLES.glob("*/report.json")):
         bug = f"wire-{report.parent.name}"
-        result = CliRunner().invoke(
-            cli, ["submit", str(report), "--bug-id", bug, "--wire"], env=env
-        )
+        result = CliRunner().invoke(cli, ["submit", str(report), "--bug", bug, "--wire"], env=env)
         assert result.exit_code == 0, result.output
         messages.append(json.loads(result.stdout))
     return messages

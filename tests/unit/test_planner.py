@@ -51,7 +51,7 @@ def test_plan_command_prints_the_talks_table_and_estimates_a_real_bug(tmp_path, 
     assert "99.4" in talk.output and "6.2" in talk.output and "speedup 16.0x" in talk.output
     assert "need at least 220.0 s" in talk.output
     report = EXAMPLES / "long_log" / "report.json"
-    real = runner.invoke(cli, ["plan", "--bug", str(report), "--parallel", "4"])
+    real = runner.invoke(cli, ["plan", "--report", str(report), "--parallel", "4"])
     assert real.exit_code == 0, real.output
     assert "chunk calls" in real.output and "cost $" in real.output
 
@@ -68,7 +68,7 @@ def test_plan_says_whether_the_bugs_environment_is_ready_or_what_a_build_costs(
     monkeypatch.setenv("FIXSTREAM_DATA_DIR", str(tmp_path))
     report = EXAMPLES / "long_log" / "report.json"
     runner = CliRunner()
-    cold = runner.invoke(cli, ["plan", "--bug", str(report)], terminal_width=200)
+    cold = runner.invoke(cli, ["plan", "--report", str(report)], terminal_width=200)
     assert cold.exit_code == 0, cold.output
     assert "to build first (no dependency files); no build measured yet" in _flat(cold.output)
 
@@ -77,7 +77,7 @@ def test_plan_says_whether_the_bugs_environment_is_ready_or_what_a_build_costs(
     other.mkdir(parents=True)
     (other / "meta.json").write_bytes(orjson.dumps({"seconds": 2.5, "interpreter": "/usr"}))
     assert envs.build_seconds() == [2.5]
-    measured = runner.invoke(cli, ["plan", "--bug", str(report)], terminal_width=200)
+    measured = runner.invoke(cli, ["plan", "--report", str(report)], terminal_width=200)
     assert "the 1 builds in the store took 2.5 s (median)" in _flat(measured.output)
 
     key = envs.plan(EXAMPLES / "long_log" / "repo", None, ["python", "-m", "pytest", "-q"]).key
@@ -86,7 +86,7 @@ def test_plan_says_whether_the_bugs_environment_is_ready_or_what_a_build_costs(
         orjson.dumps({"seconds": 1.0, "interpreter": "/usr"})
     )
     assert envs.ready(key)
-    ready = runner.invoke(cli, ["plan", "--bug", str(report)], terminal_width=200)
+    ready = runner.invoke(cli, ["plan", "--report", str(report)], terminal_width=200)
     assert f"environment {key}: ready (a lookup, no build)" in _flat(ready.output)
 
 
