@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -53,6 +54,20 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
         yield client
     finally:
         await client.stop()
+
+
+async def wait_for_broker(settings: Settings, timeout: float) -> None:
+    """Until the broker answers (a worker may start beside it), then BrokerUnreachableError:
+    one line, where Faust would print a page of ConsumerNotStarted traceback."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            async with producer(settings):
+                return
+        except BrokerUnreachableError:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def publish(client: AIOKafkaProducer, topic: str, key: str, event: Event) -> None:

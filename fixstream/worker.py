@@ -26,15 +26,19 @@ from fixstream.tokens import count_tokens
 log = logging.getLogger(__name__)
 READY_MARK = "fixstream worker ready"
 """Logged once the worker has its partitions (the app's on_rebalance_complete)."""
+BROKER_WAIT_S = 15.0
+"""How long a starting worker waits for its broker to answer before it gives up."""
 
 
 def run_worker(settings: Settings, loglevel: str = "info", profile: Path | None = None) -> None:
     """Block until the worker is stopped (SIGINT/SIGTERM stop it cleanly). With ``profile``,
     the whole run is profiled and written there (pstats) when the worker stops."""
     from fixstream.app import create_app
+    from fixstream.kafka import wait_for_broker
     from fixstream.sandbox.runner import isolation
 
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    asyncio.run(wait_for_broker(settings, BROKER_WAIT_S))
     iso = isolation(settings.sandbox)  # probed now: a refusal is said at start, with its fix
     log.info("test runs: isolation %s (host uid %d)", iso.level, iso.uid)
     loop = asyncio.new_event_loop()

@@ -24,6 +24,8 @@ EXAMPLE = str(EXAMPLES / "off_by_one" / "report.json")
         (["submit", EXAMPLE], f"cannot reach the Kafka broker at {DEAD}"),
         (["topics", "apply"], f"cannot reach the Kafka broker at {DEAD}"),
         (["dlq", "list"], f"cannot reach the Kafka broker at {DEAD}"),
+        (["dlq", "replay", "--all-retryable"], f"cannot reach the Kafka broker at {DEAD}"),
+        (["worker"], f"cannot reach the Kafka broker at {DEAD}"),  # after waiting 15 s for it
         (["cache", "stats", "--worker", "http://127.0.0.1:1"], "Cannot connect to host"),
         (["submit", "/nonexistent/missing.json"], "No such file or directory"),
     ],
