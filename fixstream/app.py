@@ -86,7 +86,9 @@ def create_app(settings: Settings, llm: Gateway | None = None) -> faust.App:
     llm = llm or build_gateway(settings, cache)
     register_codecs(settings.max_message_bytes)
     faust_hooks.install(
-        fetch_wait_ms=settings.fetch_max_wait_ms, rebalance_wait_s=settings.rebalance_wait_s
+        fetch_wait_ms=settings.fetch_max_wait_ms,
+        rebalance_wait_s=settings.rebalance_wait_s,
+        lost_leader_rounds=settings.lost_leader_rounds,
     )
     catalog = load_catalog(settings.topics_file, settings.partitions)
     partitions = catalog["bugs.reported"].partitions

@@ -36,6 +36,12 @@ first offset + 1 (25 records at 0-24 end at 1), so end offsets would lie after a
 several (``Settings.producer_batch_bytes``)."""
 
 
+EMBEDDED_LOST_LEADER_ROUNDS = 3
+"""tansu 0.6.0 keeps a group leader that left while the group formed, and the group never
+forms again: a member stuck 3-6 rounds (about 24-48 s) re-joins as that leader
+(``faust_hooks.adopt_lost_leader``)."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -89,6 +95,7 @@ class EmbeddedBroker:
             "broker_session_timeout": EMBEDDED_SESSION_TIMEOUT,
             "fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS,
             "producer_batch_bytes": EMBEDDED_PRODUCER_BATCH_BYTES,
+            "lost_leader_rounds": EMBEDDED_LOST_LEADER_ROUNDS,
         }
 
     @property

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     reports the partition's end offset as the batch's first offset + 1, so readers to the end
     stop short and Faust's table recovery crashes ("persisted offset ... is higher than the
     last offset in that topic")."""
+    lost_leader_rounds: int = Field(default=0, ge=0)
+    """Re-join as the group's departed leader after this many rounds (plus up to as many
+    again, at random) with every SyncGroup refused under it. 0 (off) for real Kafka; the
+    embedded broker's commands set 3: its coordinator keeps a leader that left while the
+    group formed, and the group never forms again (``faust_hooks.adopt_lost_leader``)."""
     rebalance_wait_s: float = Field(default=10.0, gt=0)
     """How long a rebalance waits for messages in flight before it goes on without them
     (they are redone by the partition's next owner); Faust alone waits without a bound."""

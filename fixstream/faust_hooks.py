@@ -24,6 +24,12 @@ partition, so a chunk task for another worker's partition fails and one for an i
 partition is never committed. ``transactions_by_source``: an event's sends join its source
 partition's transaction, the one its offset is committed in.
 
+And one for the embedded broker's group coordinator (tansu 0.6.0): a leader that leaves while
+the group is forming stays its recorded leader, so every follower's SyncGroup is refused and
+the group never forms again (the 300-bug soak stalled for 20 minutes; reproduced with
+aiokafka alone). ``adopt_lost_leader``: a member that sees it for some rounds re-joins under
+the departed leader's id, is elected, and assigns the group.
+
 And one that bounds a wait: Faust blocks a rebalance until every message in flight is acked,
 which a 120 s validate turns into minutes. ``bounded_rebalance_wait``: in-flight work on
 revoked partitions is never acked (``streams.inflight``), so the next owner redoes it.
@@ -38,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +85,7 @@ def _hook(owner: type, name: str, make: Any) -> None:
     setattr(owner, name, hooked)
 
 
-def install(*, fetch_wait_ms: int, rebalance_wait_s: float) -> None:
+def install(*, fetch_wait_ms: int, rebalance_wait_s: float, lost_leader_rounds: int = 0) -> None:
     """Every hook, for this process's Faust consumers."""
     check_versions()
     fetch_wait(fetch_wait_ms)
@@ -87,6 +94,7 @@ def install(*, fetch_wait_ms: int, rebalance_wait_s: float) -> None:
     commit_contiguous()
     bounded_rebalance_wait(rebalance_wait_s)
     transactions_by_source()
+    adopt_lost_leader(lost_leader_rounds)
 
 
 def fetch_wait(ms: int) -> None:
@@ -568,3 +576,91 @@ def transactions_by_source() -> None:
         return send
 
     _hook(TransactionManager, "send", make)
+
+
+JOIN_GROUP, SYNC_GROUP = 11, 14
+"""Kafka API keys of the two requests a rebalance is made of."""
+ADOPT_JITTER_S = 3.0
+"""Members stuck together see the same rounds: a random wait of up to this long, and a
+random number of extra rounds, keep two of them from adopting the same id at once."""
+_lost_leader_rounds = 0
+
+
+@dataclass
+class LostLeader:
+    """What one consumer has seen of its group's rounds since it last got an assignment."""
+
+    rounds: int
+    leader: str | None = None
+    stuck: int = 0
+    needed: int = 0
+
+    def __post_init__(self) -> None:
+        self.needed = self.rounds + random.randint(0, self.rounds)
+
+    def joined(self, leader: str, member: str) -> None:
+        if leader == member or leader != self.leader:
+            self.stuck = 0
+        self.leader = leader
+
+    def refused(self, member: str) -> bool:
+        """A follower's SyncGroup refused (REBALANCE_IN_PROGRESS): True once it has been so
+        for ``needed`` rounds in a row under the same other leader."""
+        if self.leader is None or self.leader == member:
+            return False
+        self.stuck += 1
+        return self.stuck >= self.needed
+
+    def synced(self) -> None:
+        self.stuck = 0
+        self.needed = self.rounds + random.randint(0, self.rounds)
+
+
+def adopt_lost_leader(rounds: int) -> None:
+    """With ``rounds`` > 0: a member whose SyncGroup is refused ``rounds`` rounds in a row (plus
+    up to as many again, at random) under the same leader re-joins with that leader's member
+    id. The embedded broker (tansu 0.6.0, ``coordinator/group/administrator.rs``) elects a
+    leader only when it has none, and a LeaveGroup while the group forms removes the member
+    but keeps it as leader: every JoinGroup then names the departed member, only its SyncGroup
+    would form the group, and aiokafka's followers re-join every ~8 s forever. Joining under
+    that id makes this member the leader the broker waits for; its old id expires after one
+    session timeout and the next round assigns without it. Off (0) on real Kafka, whose
+    coordinator replaces a departed leader itself (``broker.client_settings`` turns it on)."""
+    check_versions()
+    global _lost_leader_rounds
+    _lost_leader_rounds = rounds  # the hook installs once; the latest setting counts
+
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.errors import RebalanceInProgressError
+
+    def make(original: Any) -> Any:
+        async def send_req(self: GroupCoordinator, request: Any) -> Any:
+            response = await original(self, request)
+            if _lost_leader_rounds <= 0:
+                return response
+            seen = self.__dict__.setdefault(
+                "_fixstream_lost_leader", LostLeader(_lost_leader_rounds)
+            )
+            api = getattr(request, "API_KEY", None)
+            if api == JOIN_GROUP and response.error_code == 0:
+                seen.joined(response.leader_id, response.member_id)
+            elif api == SYNC_GROUP and response.error_code == 0:
+                seen.synced()
+            elif (
+                api == SYNC_GROUP
+                and response.error_code == RebalanceInProgressError.errno
+                and seen.refused(self.member_id)
+            ):
+                log.warning(
+                    "group %s: no assignment after %d rounds under leader %s, which is "
+                    "gone; re-joining as it (the broker keeps a leader that left while "
+                    "the group formed)", self.group_id, seen.stuck, seen.leader,
+                )  # fmt: skip
+                await asyncio.sleep(random.uniform(0, ADOPT_JITTER_S))
+                self.member_id = seen.leader  # the next JoinGroup carries it
+                seen.synced()
+            return response
+
+        return send_req
+
+    _hook(GroupCoordinator, "_send_req", make)

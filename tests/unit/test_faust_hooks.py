@@ -361,3 +361,23 @@ async def test_faust_does_not_mark_the_record_it_delivers_as_absent(consumer):
     consumer._gap[TP].clear()
     await consumer._add_gap(TP, 6, 7)
     assert not consumer._gap[TP]
+
+
+def test_lost_leader_counts_only_refusals_under_the_same_departed_leader(monkeypatch):
+    from fixstream.faust_hooks import LostLeader
+
+    monkeypatch.setattr("fixstream.faust_hooks.random.randint", lambda a, b: b)  # most rounds
+    seen = LostLeader(rounds=2)
+    assert seen.needed == 4
+    seen.joined("L", "F")
+    assert [seen.refused("F") for _ in range(3)] == [False, False, False]
+    seen.joined("G", "F")  # another leader: a new episode
+    assert not seen.refused("F") and seen.stuck == 1
+    seen.joined("F", "F")  # this member leads: never stuck
+    assert not seen.refused("F") and seen.stuck == 0
+    seen.joined("L", "F")
+    for _ in range(3):
+        seen.refused("F")
+    seen.synced()  # an assignment came: start over
+    assert seen.stuck == 0 and not seen.refused("F")
+    assert [seen.refused("F") for _ in range(3)] == [False, False, True]
