@@ -103,6 +103,11 @@ class SandboxUnavailableError(FixstreamError):
     retryable = True
 
 
+class SandboxBusyError(SandboxUnavailableError):
+    """The kernel refused a namespace for now (EAGAIN: "Resource temporarily unavailable",
+    seen when many sandboxes start and end at once): the run is tried again shortly."""
+
+
 class EnvironmentBuildError(FixstreamError):
     """The repository's environment could not be built; the message is the installer's own
     reason. Retryable: an index that was down may be back."""

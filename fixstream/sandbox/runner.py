@@ -45,9 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import tenacity
+
 from fixstream import telemetry
 from fixstream.cache import Cache, key_of
-from fixstream.errors import SandboxUnavailableError
+from fixstream.errors import SandboxBusyError, SandboxUnavailableError
 from fixstream.sandbox import bwrap, cgroups
 from fixstream.sandbox.bwrap import ENV, TESTBED, Jail, Layout
 from fixstream.sandbox.runs import MAX_REPORT, Finished, Limits, Output
@@ -103,9 +105,31 @@ class Environment:
         return f"{ENV}/bin"
 
 
-@functools.lru_cache(maxsize=4)
+BUSY = "Resource temporarily unavailable"
+"""EAGAIN from the kernel, as bwrap prints it: no namespace for now, try again."""
+BUSY_RETRY = tenacity.AsyncRetrying(
+    retry=tenacity.retry_if_exception_type(SandboxBusyError),
+    wait=tenacity.wait_exponential(multiplier=0.25, max=8),
+    stop=tenacity.stop_after_attempt(8),
+    reraise=True,
+)
+"""A run the kernel refused a namespace for is started again, for up to ~30 s in all."""
+_probed: dict[SandboxMode, Isolation] = {}
+
+
 def isolation(mode: SandboxMode = "bwrap") -> Isolation:
-    """Probed once per mode, by running this Python the way test runs will run."""
+    """Probed once per mode, by running this Python the way test runs will run. A refusal
+    for now (``BUSY``) is not kept: the next run probes again. One soak worker's probe met
+    EAGAIN at start, and every test run of its life was dead-lettered."""
+    if mode in _probed:
+        return _probed[mode]
+    iso = _isolation(mode)
+    if iso.works or BUSY not in iso.reason:
+        _probed[mode] = iso
+    return iso
+
+
+def _isolation(mode: SandboxMode) -> Isolation:
     controllers = cgroups.controllers() if mode == "bwrap" else frozenset()
     if mode == "unsafe":
         log.critical(
@@ -251,10 +275,28 @@ async def sandboxed(
     mode: SandboxMode = "bwrap",
 ) -> Finished:
     """One process tree under ``layout`` and ``limits``, killed whole at ``timeout_s``.
-    ``report``: the command writes a report to ``/dev/fd/N`` (N replaces ``{report_fd}``)."""
+    ``report``: the command writes a report to ``/dev/fd/N`` (N replaces ``{report_fd}``).
+    Started again while the kernel has no namespace for it (``BUSY_RETRY``)."""
+    return await BUSY_RETRY.copy()(
+        _sandboxed, layout, limits=limits, timeout_s=timeout_s, env_vars=env_vars,
+        env_dir=env_dir, max_output_bytes=max_output_bytes, report=report, mode=mode,
+    )  # fmt: skip
+
+
+async def _sandboxed(
+    layout: Layout,
+    *,
+    limits: Limits,
+    timeout_s: float,
+    env_vars: dict[str, str],
+    env_dir: Path | None,
+    max_output_bytes: int,
+    report: bool,
+    mode: SandboxMode,
+) -> Finished:
     iso = await asyncio.to_thread(isolation, mode)
     if not iso.works:
-        raise SandboxUnavailableError(iso.reason)
+        raise (SandboxBusyError if BUSY in iso.reason else SandboxUnavailableError)(iso.reason)
     if iso.mode == "container":  # no descriptor crosses: the report is a bound file
         from fixstream.sandbox.container import run_in_container
 
@@ -325,7 +367,8 @@ async def sandboxed(
     text = output.text()
     if returncode == 1 and iso.mode != "unsafe" and text.startswith("bwrap: "):
         # bubblewrap itself failed (e.g. no process left for its namespaces): not a test result
-        raise SandboxUnavailableError(f"the sandbox did not start: {text.splitlines()[0]}")
+        failed = SandboxBusyError if BUSY in text else SandboxUnavailableError
+        raise failed(f"the sandbox did not start: {text.splitlines()[0]}")
     return Finished(
         returncode=None if timed_out else returncode,
         timed_out=timed_out,

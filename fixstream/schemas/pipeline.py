@@ -212,11 +212,14 @@ StatusState = Literal["started", "done", "failed", "dead_lettered", "progress", 
 class StatusEvent(Event):
     """Progress as it happens: what ``fixstream watch`` shows."""
 
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     bug_id: str
     stage: str
     state: StatusState
+    attempt: int = Field(default=0, ge=0)
+    """The stage input's attempt (fix and validate count retries): a dead letter of a run
+    that another run of the same (stage, attempt) already finished is a duplicate's."""
     message: str = ""
     elapsed_ms: float = 0.0
     tokens_in: int = 0

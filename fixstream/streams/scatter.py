@@ -298,10 +298,12 @@ class ScatterGather:
             outcome = await gatherer.finish(context, results, complete, elapsed)
         except Exception as exc:  # the finisher's failure is this bug's, not the worker's
             await gatherer.stage.dead_letter(
-                entry["bug_id"], event.message, exc, elapsed, stage=f"{entry['stage']}.gather"
-            )
+                entry["bug_id"], event.message, exc, elapsed, stage=f"{entry['stage']}.gather",
+                attempt=attempt_of(context),
+            )  # fmt: skip
             return
-        await gatherer.stage.emit(entry["bug_id"], outcome, time.time() - entry["started"])
+        elapsed = time.time() - entry["started"]
+        await gatherer.stage.emit(entry["bug_id"], outcome, elapsed, attempt_of(context))
 
     async def _deadlines(self) -> None:
         """Nudge this worker's gathers past their deadline through their own partition (tables

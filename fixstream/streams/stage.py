@@ -136,12 +136,15 @@ class Stage:
         self.handled: Once[str | None] = Once(STAGE_MEMORY)
         """How this worker's runs of (bug, this stage, attempt) ended."""
 
-    async def status_event(self, bug_id: str, state: str, **fields: Any) -> None:
-        event = StatusEvent(bug_id=bug_id, stage=self.name, state=state, worker=WORKER_ID, **fields)
+    async def status_event(self, bug_id: str, state: str, attempt: int = 0, **fields: Any) -> None:
+        event = StatusEvent(
+            bug_id=bug_id, stage=self.name, state=state, attempt=attempt, worker=WORKER_ID,
+            **fields,
+        )  # fmt: skip
         await self.topics["bugs.status"].send(key=bug_id, value=event)
 
-    async def _progress(self, bug_id: str, message: str) -> None:
-        await self.status_event(bug_id, "progress", message=message)
+    async def _progress(self, bug_id: str, attempt: int, message: str) -> None:
+        await self.status_event(bug_id, "progress", attempt, message=message)
 
     async def process(self, event: faust.EventT) -> None:
         """Run the stage on an input, unless this worker did (or is doing) its (bug, stage,
@@ -175,23 +178,24 @@ class Stage:
     async def _run(self, event: faust.EventT) -> str | None:
         """The stage proper: how it ended (done, scattered, dropped), None if dead-lettered."""
         value = event.value
-        bug_id = value.bug_id
+        bug_id, attempt = value.bug_id, attempt_of(value)
         started = time.perf_counter()
         telemetry.current_bug.set(bug_id)
         telemetry.current_stage.set(self.name)
-        telemetry.progress.set(functools.partial(self._progress, bug_id))
+        telemetry.progress.set(functools.partial(self._progress, bug_id, attempt))
         telemetry.active().stage_began(self.name, bug_id)
         where = event.message  # what the watchdog re-drives should the bug get stuck
         await self.status_event(
-            bug_id, "started", source=f"{where.topic}/{where.partition}/{where.offset}"
+            bug_id, "started", attempt, source=f"{where.topic}/{where.partition}/{where.offset}"
         )
         try:
             outcome = await self.handler(value)
         except Exception as exc:  # per-message isolation is the point (faust #175)
-            await self.dead_letter(bug_id, event.message, exc, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            await self.dead_letter(bug_id, event.message, exc, elapsed, attempt=attempt)
             return None
         if outcome is not None:
-            await self.emit(bug_id, outcome, time.perf_counter() - started)
+            await self.emit(bug_id, outcome, time.perf_counter() - started, attempt)
             return "done"
         if self.scatters:
             return "scattered"
@@ -199,15 +203,21 @@ class Stage:
         return "dropped"
 
     async def dead_letter(
-        self, bug_id: str, message: Any, exc: Exception, elapsed_s: float, stage: str = ""
+        self,
+        bug_id: str,
+        message: Any,
+        exc: Exception,
+        elapsed_s: float,
+        stage: str = "",
+        attempt: int = 0,
     ) -> None:
         letter = await self.dead_letters.send(message, exc, stage=stage or self.name)
         telemetry.active().stage_ended(self.name, bug_id, "dead_lettered", elapsed_s)
         await self.status_event(
-            bug_id, "dead_lettered", message=f"{letter.error_class}: {letter.reason}"
+            bug_id, "dead_lettered", attempt, message=f"{letter.error_class}: {letter.reason}"
         )
 
-    async def emit(self, bug_id: str, outcome: Outcome, elapsed_s: float) -> None:
+    async def emit(self, bug_id: str, outcome: Outcome, elapsed_s: float, attempt: int) -> None:
         """Publish an outcome: summary, hand-off (waiting for the broker), then status."""
         if outcome.summary is not None:
             await (await self.topics["bugs.summaries"].send(key=bug_id, value=outcome.summary))
@@ -220,6 +230,7 @@ class Stage:
         await self.status_event(
             bug_id,
             "done",
+            attempt,
             elapsed_ms=elapsed_s * 1000,
             message=outcome.note,
             tokens_in=usage.tokens_in,

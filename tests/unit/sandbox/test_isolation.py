@@ -106,3 +106,52 @@ def test_a_copy_keeps_links_inside_and_drops_links_out_and_loops_do_not_break_it
     names = sorted(p.name for p in (tmp_path / "copy").iterdir())
     assert names == [PRIVATE, "a.py", "in.py", "loop"]
     assert Path(tmp_path / "copy" / "in.py").read_text() == "A = 1\n"
+
+
+def test_a_refusal_for_now_is_probed_again_and_a_lasting_answer_is_kept(monkeypatch):
+    busy = Isolation(
+        "bwrap", False, 65534, reason=f"bwrap: Creating new namespace failed: {runner.BUSY}"
+    )
+    answers = [busy, busy, Isolation("bwrap", True, 65534)]
+    probes: list[str] = []
+
+    def probe(mode):
+        probes.append(mode)
+        return answers.pop(0)
+
+    monkeypatch.setattr(runner, "_isolation", probe)
+    monkeypatch.setattr(runner, "_probed", {})
+    assert [runner.isolation("bwrap").works for _ in range(4)] == [False, False, True, True]
+    assert probes == ["bwrap"] * 3  # the working answer is kept; the busy ones were not
+
+    refused = Isolation("container", False, 65534, reason="no container engine answers")
+    monkeypatch.setattr(runner, "_isolation", lambda mode: (probes.append(mode), refused)[1])
+    assert runner.isolation("container") is runner.isolation("container") is refused
+    assert probes.count("container") == 1  # a lasting refusal is not probed on every run
+
+
+async def test_a_sandbox_the_kernel_refuses_for_now_is_started_again(tmp_path, monkeypatch):
+    from fixstream.errors import SandboxBusyError
+
+    tries: list[int] = []
+
+    async def start(layout, **kwargs):
+        tries.append(1)
+        if len(tries) < 3:
+            raise SandboxBusyError(f"the sandbox did not start: bwrap: {runner.BUSY}")
+        return "finished"
+
+    monkeypatch.setattr(runner, "_sandboxed", start)
+    layout = runner.Layout(command=["true"], workspace=str(tmp_path))
+    limits = runner.Limits(memory_mb=64, cpu_s=1, processes=8, file_mb=1, disk_mb=1)
+    assert await runner.sandboxed(layout, limits=limits, timeout_s=1, env_vars={}) == "finished"
+    assert len(tries) == 3
+
+    async def refused(layout, **kwargs):
+        tries.append(1)
+        raise SandboxUnavailableError("no bwrap binary")
+
+    monkeypatch.setattr(runner, "_sandboxed", refused)
+    with pytest.raises(SandboxUnavailableError, match="no bwrap binary"):
+        await runner.sandboxed(layout, limits=limits, timeout_s=1, env_vars={})
+    assert len(tries) == 4  # a lasting refusal is not retried

@@ -155,7 +155,7 @@ def stuck(f: Finals, bug_id: str = "b1", by: float = 10.0) -> None:
 def test_a_started_stage_records_where_its_input_sits_and_later_statuses_keep_it():
     e = advance(None, status(source=SOURCE), now=100.0)
     assert e == {"stage": "reproduce", "state": "started", "at": 100.0, "ended": False,
-                 "source": SOURCE, "redrives": 0}  # fmt: skip
+                 "source": SOURCE, "redrives": 0, "done": []}  # fmt: skip
     e = advance(e, status(state="progress", message="building"), now=101.0)
     assert (e["state"], e["source"], e["at"]) == ("progress", SOURCE, 101.0)
     e = advance(e, status(stage="root_cause", source="bugs.reproduced/1/3"), now=102.0)
@@ -347,6 +347,25 @@ async def test_a_dead_letter_sends_a_candidate_ends_the_entry_and_a_replay_is_tr
     await deliver(f, status(stage="analysis", source="bugs.reported/1/5"))  # the replay
     assert f.progress["b1"]["source"] == "bugs.reported/1/5"
     assert not f.progress["b1"]["ended"]
+
+
+async def test_a_dead_letter_of_a_run_another_run_finished_does_not_end_the_bug():
+    """The 300-bug soak: reproduce finished on one worker, its redelivery was dead-lettered
+    on another; the bug went on from the first run's output and got two fix events."""
+    f = make_finals()
+    await deliver(f, status(stage="reproduce", source="bugs.analyzed/2/19"))
+    await deliver(f, status(stage="reproduce", state="done"))
+    await deliver(f, status(stage="root_cause", source="bugs.reproduced/2/23"))
+    await deliver(f, status(stage="reproduce", source="bugs.analyzed/2/19"))  # the redelivery
+    await deliver(f, status(stage="reproduce", state="dead_lettered", message="Busy: later"))
+    assert f.candidates.sent == [] and not f.progress["b1"]["ended"]
+
+    # the same stage at a later attempt has not finished: its dead letter ends the bug
+    await deliver(f, status(stage="fix", state="done", attempt=0))
+    await deliver(f, status(stage="fix", state="dead_lettered", attempt=1, message="E: x"))
+    (candidate,) = f.candidates.sent
+    assert candidate.meta.stage == "dlq:fix" and f.progress["b1"]["ended"]
+    assert f.progress["b1"]["done"] == ["reproduce/0", "fix/0"]
 
 
 # --- every message isolated -----------------------------------------------------------------

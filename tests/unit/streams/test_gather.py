@@ -60,7 +60,7 @@ class FakeStage:
         self.emitted: list[str] = []
         self.dead: list[str] = []
 
-    async def emit(self, bug_id: str, outcome: Outcome, elapsed_s: float) -> None:
+    async def emit(self, bug_id: str, outcome: Outcome, elapsed_s: float, attempt: int) -> None:
         self.emitted.append(bug_id)
 
     async def dead_letter(self, bug_id: str, message: Any, exc: Exception, *_: Any, **__: Any):
