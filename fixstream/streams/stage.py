@@ -24,7 +24,7 @@ import faust
 from fixstream import telemetry
 from fixstream.llm.accounting import Totals
 from fixstream.schemas import BugSummary, Event, StageMeta, StatusEvent
-from fixstream.streams.deadletters import DeadLetters, header_count
+from fixstream.streams.deadletters import DeadLetters, header_count, replays_of
 from fixstream.streams.finals import REDRIVE_HEADER
 from fixstream.streams.inflight import run_concurrently
 from fixstream.telemetry import WORKER_ID
@@ -161,7 +161,15 @@ class Stage:
         """
         value = event.value
         written_at = event.message.timestamp or 0.0
-        if self.decided_after is not None and await self.decided_after(value.bug_id, written_at):
+        replay = replays_of(getattr(event.message, "headers", None)) > 0
+        # a replay asks for a run whenever it was written: the operator may have replayed the
+        # dead letter before its fix event was out (the finalizer drops what a final verdict
+        # already decided)
+        if (
+            self.decided_after is not None
+            and not replay
+            and await self.decided_after(value.bug_id, written_at)
+        ):
             telemetry.active().metrics.stage_outcomes.labels(self.name, "decided").inc()
             log.info("%s: %s has its fix event already; dropping an older input", self.name,
                      value.bug_id)  # fmt: skip

@@ -159,3 +159,24 @@ async def test_an_input_written_before_its_bug_got_its_fix_event_is_dropped():
     assert read == [True], "a worker just started reads fixes to its end before it decides"
     await stage.process(_event(rootcaused(), written_at=3000.0))  # a replay: a new record
     assert calls == [0] and read == [True]  # once
+
+
+async def test_a_replay_written_before_the_dead_letters_fix_event_still_runs():
+    """An operator replayed a dead letter as soon as it was on bugs.dlq, before the finalizer
+    had published its failed fix event: by the clock the replay is older than the verdict,
+    but it asks for a run (the full suite under load saw the replay dropped)."""
+    from fixstream.config import Settings
+    from fixstream.streams.deadletters import REPLAYS_HEADER
+    from fixstream.streams.finals import PublishedLog
+
+    published = PublishedLog(Settings())
+
+    async def read_to_end() -> None:
+        published.ids["b1"], published.decided_at["b1"] = "dlq:fix", 2000.0
+
+    published.read_to_end = read_to_end
+    stage, _topics, calls = _recording_fix_stage()
+    stage.decided_after = published.decided_after
+    replayed = ((REPLAYS_HEADER, b"1"),)
+    await stage.process(_event(rootcaused(), headers=replayed, written_at=1500.0))
+    assert calls == [0]
