@@ -119,7 +119,7 @@ async def test_a_follower_re_joins_as_the_departed_leader_and_the_group_forms(br
         faust_hooks.adopt_lost_leader(0)  # off: the broker's own behaviour
         stuck, polling = await _leader_leaves_while_forming(bootstrap, topic, "off")
         try:
-            assert await _assigned(stuck, 30) == set(), "the broker replaced its lost leader"
+            assert await _assigned(stuck, 20) == set(), "the broker replaced its lost leader"
         finally:
             await _stop(stuck, polling)
 
