@@ -31,7 +31,7 @@ def worker_accepts(doc: object) -> bool:
     return True
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))  # ~30 s
 @given(from_schema(SCHEMA))
 def test_every_document_the_schema_accepts_the_worker_accepts(doc):
     assert worker_accepts(doc), doc
