@@ -596,7 +596,7 @@ class LostLeader:
     needed: int = 0
 
     def __post_init__(self) -> None:
-        self.needed = self.rounds + random.randint(0, self.rounds)
+        self.synced()
 
     def joined(self, leader: str, member: str) -> None:
         if leader == member or leader != self.leader:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import tenacity
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -59,15 +59,15 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
 async def wait_for_broker(settings: Settings, timeout: float) -> None:
     """Until the broker answers (a worker may start beside it), then BrokerUnreachableError:
     one line, where Faust would print a page of ConsumerNotStarted traceback."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
+    async for attempt in tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(BrokerUnreachableError),
+        wait=tenacity.wait_fixed(0.5),
+        stop=tenacity.stop_after_delay(timeout),
+        reraise=True,
+    ):
+        with attempt:
             async with producer(settings):
                 return
-        except BrokerUnreachableError:
-            if asyncio.get_running_loop().time() >= deadline:
-                raise
-            await asyncio.sleep(0.5)
 
 
 async def publish(client: AIOKafkaProducer, topic: str, key: str, event: Event) -> None:
